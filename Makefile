@@ -1,0 +1,35 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PORT ?= 8765
+
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: demo test ui simulator lint bench clean
+
+# (Re)install when the venv is missing or pyproject.toml is newer than the last install.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m nova_pipeline.demo
+
+test: $(STAMP)
+	$(BIN)/ruff check nova_pipeline tests
+	$(BIN)/ruff format --check nova_pipeline tests
+	$(BIN)/python -m pytest
+
+simulator: $(STAMP)
+	$(BIN)/python -m nova_pipeline.simulator --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check --fix nova_pipeline tests
+	$(BIN)/ruff format nova_pipeline tests
+
+clean:
+	rm -rf data .dagster_home

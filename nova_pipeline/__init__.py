@@ -1,0 +1,1 @@
+"""NovaConnect call/SMS/USSD costs: a Dagster code location over a DuckDB warehouse."""

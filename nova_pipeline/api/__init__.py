@@ -1,0 +1,31 @@
+"""The NovaConnect API client (httpx, no Dagster import)."""
+
+from nova_pipeline.api.client import ClientConfig, FetchStats, NovaClient, build_http_client
+from nova_pipeline.api.errors import (
+    ApiResponseError,
+    AuthError,
+    NovaApiError,
+    PageIgnoredError,
+    RequestRejected,
+    RetriesExhausted,
+    TooManyPagesError,
+)
+from nova_pipeline.api.models import Page, PageRequest
+from nova_pipeline.api.retry import RetryPolicy
+
+__all__ = [
+    "ApiResponseError",
+    "AuthError",
+    "ClientConfig",
+    "FetchStats",
+    "NovaApiError",
+    "NovaClient",
+    "Page",
+    "PageIgnoredError",
+    "PageRequest",
+    "RequestRejected",
+    "RetriesExhausted",
+    "RetryPolicy",
+    "TooManyPagesError",
+    "build_http_client",
+]

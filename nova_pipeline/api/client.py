@@ -1,0 +1,218 @@
+"""The NovaConnect `report/call_sms` client: auth, retries and the page loop.
+
+Plain httpx, no Dagster: the assets wrap it, the tests run it against the simulator.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import httpx
+import msgspec
+
+from nova_pipeline.api.errors import (
+    ApiResponseError,
+    AuthError,
+    PageIgnoredError,
+    RequestRejected,
+    RetriesExhausted,
+    TooManyPagesError,
+)
+from nova_pipeline.api.models import Envelope, Page, PageRequest
+from nova_pipeline.api.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after, retry_delay
+
+ENDPOINT = "/report/call_sms"
+DATE_FORMAT = "%d-%m-%Y"
+
+log = logging.getLogger(__name__)
+
+
+class _Retry(NamedTuple):
+    reason: str
+    retry_after_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    page_size: int = 1000
+    max_pages: int = 100_000
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass
+class FetchStats:
+    """What the fetches of a client cost: counted for run metadata."""
+
+    requests: int = 0
+    retries: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rate_limited(self) -> int:
+        return self.by_reason["HTTP 429"]
+
+
+def build_http_client(
+    api_url: str,
+    token: str = "",
+    auth_header: str = "Authorization",
+    auth_scheme: str = "Bearer",
+    connect_timeout_s: float = 10.0,
+    read_timeout_s: float = 60.0,
+) -> httpx.Client:
+    """An httpx client bound to the API base URL, the token sent only as a header."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if token:
+        headers[auth_header] = f"{auth_scheme} {token}".strip()
+    timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
+    return httpx.Client(base_url=api_url.rstrip("/"), headers=headers, timeout=timeout)
+
+
+class NovaClient:
+    """Pages `report/call_sms` queries; each page is yielded as it arrives."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        config: ClientConfig | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.http = http
+        self.config = config or ClientConfig()
+        self.log = logger or log
+        self.stats = FetchStats()
+
+    def __enter__(self) -> NovaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    def pages(self, start: dt.date, end: dt.date, selector: str = "all") -> Iterator[Page]:
+        """Every page of one (day range, selector) query, from page 0 to the first empty one.
+
+        A short page is not taken as the end: a server that silently caps `size` sends
+        short pages that are not the last. Only an empty page ends the query.
+        """
+        previous: bytes | None = None
+        for number in range(self.config.max_pages):
+            page = self.fetch_page(start, end, selector, number)
+            if not page.items:
+                return
+            if page.body == previous:
+                raise PageIgnoredError(
+                    f"the server answered page {number} of {selector} {start}..{end} with the "
+                    f"same body as page {number - 1}: it ignored the page number, so paging "
+                    "cannot make progress"
+                )
+            previous = page.body
+            yield page
+        raise TooManyPagesError(
+            f"{selector} {start}..{end} still had items after {self.config.max_pages} pages "
+            "(NOVA_MAX_PAGES); raise the cap if the day is really that large"
+        )
+
+    def fetch_page(self, start: dt.date, end: dt.date, selector: str, number: int) -> Page:
+        body = {
+            "filter": {"start": start.strftime(DATE_FORMAT), "end": end.strftime(DATE_FORMAT)},
+            "select": [selector],
+            "page": number,
+            "size": self.config.page_size,
+        }
+        request = PageRequest(url=str(self.http.base_url).rstrip("/") + ENDPOINT, body=body)
+        policy = self.config.retry
+        deadline = time.monotonic() + policy.deadline_s
+        reasons: list[str] = []
+        for attempt in range(1, policy.max_attempts + 1):
+            self.stats.requests += 1
+            outcome = self._attempt(request)
+            if not isinstance(outcome, _Retry):
+                status, content, items, fetched_at = outcome
+                return Page(
+                    request=request,
+                    selector=selector,
+                    page=number,
+                    status=status,
+                    body=content,
+                    items=items,
+                    fetched_at=fetched_at,
+                    attempts=attempt,
+                    retry_reasons=tuple(reasons),
+                )
+            reason, retry_after = outcome
+            reasons.append(reason)
+            self.stats.by_reason[reason] += 1
+            if attempt == policy.max_attempts:
+                break
+            wait = retry_delay(attempt, policy, retry_after)
+            if time.monotonic() + wait > deadline:
+                raise RetriesExhausted(
+                    f"{request.fingerprint}: gave up after {attempt} attempts, the next wait "
+                    f"({wait:.1f} s) passes the {policy.deadline_s:.0f} s deadline "
+                    f"(NOVA_RETRY_DEADLINE); reasons: {', '.join(reasons)}"
+                )
+            self.stats.retries += 1
+            self.log.warning(
+                "retrying %s page %d (%s..%s) in %.2f s, attempt %d failed: %s",
+                selector,
+                number,
+                start,
+                end,
+                wait,
+                attempt,
+                reason,
+            )
+            time.sleep(wait)
+        raise RetriesExhausted(
+            f"{request.fingerprint}: gave up after {policy.max_attempts} attempts "
+            f"(NOVA_MAX_ATTEMPTS); reasons: {', '.join(reasons)}"
+        )
+
+    def _attempt(
+        self, request: PageRequest
+    ) -> tuple[int, bytes, list[msgspec.Raw], dt.datetime] | _Retry:
+        """One HTTP exchange: (status, body, raw items, fetched at), or why to retry."""
+        fetched_at = dt.datetime.now(dt.UTC)
+        try:
+            response = self.http.post(ENDPOINT, content=msgspec.json.encode(request.body))
+        except httpx.TimeoutException as exc:
+            return _Retry(f"timeout ({type(exc).__name__})")
+        except httpx.TransportError as exc:
+            return _Retry(f"connection error ({type(exc).__name__})")
+        status = response.status_code
+        if status in RETRYABLE_STATUS:
+            return _Retry(f"HTTP {status}", parse_retry_after(response.headers.get("Retry-After")))
+        if status in (401, 403):
+            raise AuthError(
+                f"NovaConnect refused the token with HTTP {status} "
+                f"({_server_message(response.content)}): check NOVA_API_TOKEN "
+                "(and NOVA_AUTH_HEADER / NOVA_AUTH_SCHEME)"
+            )
+        if status >= 400:
+            raise RequestRejected(
+                f"HTTP {status} for {request.fingerprint}: {_server_message(response.content)}"
+            )
+        try:
+            envelope = msgspec.json.decode(response.content, type=Envelope)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return _Retry(f"invalid JSON body ({exc})")
+        if envelope.code != 200:
+            raise ApiResponseError(
+                f"body code {envelope.code} for {request.fingerprint}: {envelope.message}"
+            )
+        items = envelope.result.items if envelope.result else []
+        return status, response.content, items, fetched_at
+
+
+def _server_message(body: bytes) -> str:
+    try:
+        message = msgspec.json.decode(body).get("message")
+    except (msgspec.DecodeError, AttributeError):
+        message = None
+    return str(message) if message else body[:200].decode(errors="replace") or "no message"

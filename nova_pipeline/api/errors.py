@@ -1,0 +1,35 @@
+"""What can go wrong talking to NovaConnect, each error keeping the server's own message.
+
+No error text ever contains the token: messages are built from the status, the request
+fingerprint (URL and JSON body) and the response body, never from request headers.
+"""
+
+from __future__ import annotations
+
+
+class NovaApiError(Exception):
+    """Base of every error the client raises."""
+
+
+class AuthError(NovaApiError):
+    """401/403: the token is missing, wrong or not allowed. Never retried."""
+
+
+class RequestRejected(NovaApiError):
+    """Any other 4xx: the request itself is wrong; retrying cannot help."""
+
+
+class ApiResponseError(NovaApiError):
+    """HTTP 200 but the body's `code` is not 200."""
+
+
+class PageIgnoredError(NovaApiError):
+    """The server answered a later page with the same body as the page before it."""
+
+
+class TooManyPagesError(NovaApiError):
+    """A query went past the configured page cap (NOVA_MAX_PAGES)."""
+
+
+class RetriesExhausted(NovaApiError):
+    """A request kept failing with retryable errors until the attempts or deadline ran out."""

@@ -1,0 +1,173 @@
+"""Every setting of the pipeline, read from the environment in one place.
+
+Each setting is an environment variable with a default that runs the demo against the
+built-in simulator. A bad value fails here, at load, with the variable's name, rather
+than deep inside a step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_API_URL = "http://127.0.0.1:8765/api"
+"""The simulator's address when started with `make simulator`."""
+
+DEFAULT_TIMEZONE = "Asia/Almaty"
+"""The provider's reporting day (UTC+5); the contract's assumption."""
+
+
+class SettingsError(ValueError):
+    """A setting has a value the pipeline cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_url: str = DEFAULT_API_URL
+    api_token: str = field(default="", repr=False)
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+    page_size: int = 1000
+    max_pages: int = 100_000
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    max_attempts: int = 8
+    retry_deadline_s: float = 600.0
+    fetch_concurrency: int = 4
+    timezone: str = DEFAULT_TIMEZONE
+    start_date: dt.date = dt.date(2024, 1, 1)
+    groups: Mapping[int, str] = field(default_factory=dict)
+    data_dir: Path = Path("data")
+    duckdb_path: Path = Path("data/nova.duckdb")
+    lookback_days: int = 3
+    schedule_time: str = "06:30"
+    freshness_deadline: str = "09:00"
+    backfill_days_per_run: int = 31
+    reject_error_share: float = 0.01
+    out_of_window_warn_share: float = 0.01
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.data_dir / "landing"
+
+
+def parse_groups(text: str, variable: str = "NOVA_GROUPS") -> dict[int, str]:
+    """`1=Trackers,2=Fleet` -> {1: 'Trackers', 2: 'Fleet'}; empty means no groups."""
+    groups: dict[int, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        match = re.fullmatch(r"(\d+)\s*=\s*(\S(?:.*\S)?)", part)
+        if not match:
+            raise SettingsError(
+                f"{variable}: {part!r} is not `<id>=<name>` (expected e.g. `1=Trackers,2=Fleet`)"
+            )
+        group_id = int(match.group(1))
+        if group_id in groups:
+            raise SettingsError(f"{variable}: group id {group_id} is given twice")
+        groups[group_id] = match.group(2)
+    return groups
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: {raw!r} is not a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}: {value} is below the minimum {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: {raw!r} is not a number") from None
+    if value <= 0:
+        raise SettingsError(f"{name}: {value} must be positive")
+    return value
+
+
+def _clock_time(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name) or default
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", raw):
+        raise SettingsError(f"{name}: {raw!r} is not a time of day HH:MM")
+    return raw
+
+
+def _timezone(env: Mapping[str, str]) -> str:
+    name = env.get("NOVA_TIMEZONE") or DEFAULT_TIMEZONE
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"NOVA_TIMEZONE: {name!r} is not a known IANA time zone (e.g. Asia/Almaty)"
+        ) from None
+    return name
+
+
+def _start_date(env: Mapping[str, str], timezone: str) -> dt.date:
+    raw = env.get("NOVA_START_DATE") or "2024-01-01"
+    try:
+        value = dt.date.fromisoformat(raw)
+    except ValueError:
+        raise SettingsError(f"NOVA_START_DATE: {raw!r} is not a date YYYY-MM-DD") from None
+    today = dt.datetime.now(ZoneInfo(timezone)).date()
+    if value >= today:
+        raise SettingsError(
+            f"NOVA_START_DATE: {value} is not in the past (today is {today} in {timezone}); "
+            "the first partition must be a day that has ended"
+        )
+    return value
+
+
+def _api_url(env: Mapping[str, str]) -> str:
+    raw = (env.get("NOVA_API_URL") or DEFAULT_API_URL).rstrip("/")
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise SettingsError(f"NOVA_API_URL: {raw!r} is not an http(s) URL")
+    return raw
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every `NOVA_*` variable once."""
+    env = os.environ if env is None else env
+    timezone = _timezone(env)
+    data_dir = Path(env.get("NOVA_DATA_DIR") or "data")
+    share = _float(env, "NOVA_REJECT_ERROR_SHARE", 0.01)
+    if share >= 1:
+        raise SettingsError(f"NOVA_REJECT_ERROR_SHARE: {share} must be below 1")
+    return Settings(
+        api_url=_api_url(env),
+        api_token=env.get("NOVA_API_TOKEN", ""),
+        auth_header=env.get("NOVA_AUTH_HEADER") or "Authorization",
+        auth_scheme=env.get("NOVA_AUTH_SCHEME", "Bearer"),
+        page_size=_int(env, "NOVA_PAGE_SIZE", 1000),
+        max_pages=_int(env, "NOVA_MAX_PAGES", 100_000),
+        connect_timeout_s=_float(env, "NOVA_CONNECT_TIMEOUT", 10.0),
+        read_timeout_s=_float(env, "NOVA_READ_TIMEOUT", 60.0),
+        max_attempts=_int(env, "NOVA_MAX_ATTEMPTS", 8),
+        retry_deadline_s=_float(env, "NOVA_RETRY_DEADLINE", 600.0),
+        fetch_concurrency=_int(env, "NOVA_FETCH_CONCURRENCY", 4),
+        timezone=timezone,
+        start_date=_start_date(env, timezone),
+        groups=parse_groups(env.get("NOVA_GROUPS", "")),
+        data_dir=data_dir,
+        duckdb_path=Path(env.get("NOVA_DUCKDB_PATH") or data_dir / "nova.duckdb"),
+        lookback_days=_int(env, "NOVA_LOOKBACK_DAYS", 3, minimum=0),
+        schedule_time=_clock_time(env, "NOVA_SCHEDULE_TIME", "06:30"),
+        freshness_deadline=_clock_time(env, "NOVA_FRESHNESS_DEADLINE", "09:00"),
+        backfill_days_per_run=_int(env, "NOVA_BACKFILL_DAYS_PER_RUN", 31),
+        reject_error_share=share,
+    )

@@ -1,0 +1,112 @@
+"""Faults switched on by name, each with a rate, decided deterministically under the seed.
+
+Transport faults (429, 5xx, slow, disconnect, truncated body) depend on how many times the
+same request was already made, so a retry can succeed. Content faults (bad items,
+duplicates, an ignored page number) depend only on the request, so every retry of a page
+sees the same content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+FAULTS = (
+    "rate_limit",
+    "server_error",
+    "slow",
+    "disconnect",
+    "malformed_json",
+    "bad_items",
+    "duplicates",
+    "ignore_page",
+)
+DEFAULT_RATES = {
+    "rate_limit": 0.1,
+    "server_error": 0.1,
+    "slow": 0.05,
+    "disconnect": 0.05,
+    "malformed_json": 0.05,
+    "bad_items": 0.2,
+    "duplicates": 0.2,
+    "ignore_page": 1.0,
+}
+
+BAD_ITEM_KINDS = (
+    "sid_not_int",
+    "cost_not_number",
+    "date_not_int",
+    "missing_cost",
+    "missing_sid",
+    "unknown_type",
+    "negative_cost",
+)
+BAD_SID_BASE = 9_000_000_000_000
+"""Bad items that carry a sid use this range, far from any real sid."""
+
+
+def parse_fault_spec(names: str, rates: list[str] | None = None) -> dict[str, float]:
+    """`rate_limit,slow` and `["slow=0.5"]` -> {fault: rate}; unknown names are an error."""
+    chosen: dict[str, float] = {}
+    for name in filter(None, (n.strip() for n in names.split(","))):
+        if name not in FAULTS:
+            raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
+        chosen[name] = DEFAULT_RATES[name]
+    for item in rates or []:
+        name, _, value = item.partition("=")
+        if name not in chosen:
+            raise ValueError(f"--fault-rate {item!r}: fault {name!r} is not switched on")
+        rate = float(value)
+        if not 0 <= rate <= 1:
+            raise ValueError(f"--fault-rate {item!r}: the rate must be between 0 and 1")
+        chosen[name] = rate
+    return chosen
+
+
+@dataclass
+class Faults:
+    seed: int = 1
+    rates: dict[str, float] = field(default_factory=dict)
+
+    def hits(self, name: str, *key: object) -> bool:
+        rate = self.rates.get(name, 0.0)
+        if rate <= 0:
+            return False
+        if rate >= 1:
+            return True
+        digest = hashlib.blake2b(repr((self.seed, name, key)).encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "little") / 2**64 < rate
+
+    def pick(self, name: str, options: int, *key: object) -> int:
+        digest = hashlib.blake2b(repr((self.seed, name, "pick", key)).encode(), digest_size=8)
+        return int.from_bytes(digest.digest(), "little") % options
+
+
+def bad_item(kind: str, serial: int, day_start: int) -> bytes:
+    """One malformed item of the given kind; the valid items beside it are untouched."""
+    sid = BAD_SID_BASE + serial
+    sim = b'"id":1001,"original_number":"+77010000000","iccid":"8970199000000000000","name":null'
+    good = {
+        "sid": b'"sid":%d' % sid,
+        "date": b'"date":%d' % (day_start + 3600),
+        "type": b'"type":"out_sms"',
+        "to_number": b'"to_number":"+77070000000"',
+        "session_cost": b'"session_cost":0.05',
+    }
+    if kind == "sid_not_int":
+        good["sid"] = b'"sid":"S%d"' % sid
+    elif kind == "cost_not_number":
+        good["session_cost"] = b'"session_cost":"free"'
+    elif kind == "date_not_int":
+        good["date"] = b'"date":"yesterday"'
+    elif kind == "missing_cost":
+        del good["session_cost"]
+    elif kind == "missing_sid":
+        del good["sid"]
+    elif kind == "unknown_type":
+        good["type"] = b'"type":"mms"'
+    elif kind == "negative_cost":
+        good["session_cost"] = b'"session_cost":-0.25'
+    else:
+        raise ValueError(kind)
+    return b"{" + b",".join([*good.values(), sim]) + b"}"

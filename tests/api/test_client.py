@@ -1,0 +1,204 @@
+"""The client against the simulator over loopback HTTP: paging, retries, errors, secrets."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import httpx
+import pytest
+
+from nova_pipeline.api import (
+    AuthError,
+    ClientConfig,
+    NovaClient,
+    PageIgnoredError,
+    RequestRejected,
+    RetriesExhausted,
+    RetryPolicy,
+    TooManyPagesError,
+    build_http_client,
+)
+from tests.conftest import DAY
+
+FAST_RETRY = RetryPolicy(max_attempts=30, deadline_s=60, backoff_base_s=0.01, backoff_cap_s=0.05)
+TOKEN = "tok-7f3a9c1e5b-secret"
+
+
+def client_for(sim, page_size=100, retry=FAST_RETRY, token="", read_timeout=5.0, **kw):
+    http = build_http_client(sim.api_url, token=token, read_timeout_s=read_timeout)
+    return NovaClient(http, ClientConfig(page_size=page_size, retry=retry, **kw))
+
+
+def fetch(sim, selector="all", **kw) -> tuple[list, NovaClient]:
+    with client_for(sim, **kw) as client:
+        pages = list(client.pages(DAY, DAY, selector))
+    return pages, client
+
+
+def costs_by_sid(pages) -> dict[int, float]:
+    return {i["sid"]: i["session_cost"] for p in pages for i in p.decoded_items()}
+
+
+def test_pages_until_the_first_empty_page(simulator):
+    pages, client = fetch(simulator)
+    served = simulator.simulator.items(
+        simulator.simulator.parse(
+            b'{"filter":{"start":"18-11-2026","end":"18-11-2026"},"select":["all"]}'
+        )
+    )
+    assert sum(len(p.items) for p in pages) == len(served) > 300
+    assert [p.page for p in pages] == list(range(len(pages)))
+    assert client.stats.requests == len(pages) + 1
+    first = pages[0]
+    assert first.status == 200 and first.attempts == 1 and first.retry_reasons == ()
+    assert first.request.body["filter"] == {"start": "18-11-2026", "end": "18-11-2026"}
+    assert first.request.url.endswith("/api/report/call_sms")
+    assert first.body.startswith(b'{"code":200')
+
+
+def test_a_silently_capped_page_size_loses_nothing(start_simulator, simulator):
+    capped = start_simulator(max_page_size=30)
+    asked_big, _ = fetch(capped, page_size=1000)
+    reference, _ = fetch(simulator)
+    assert all(len(p.items) <= 30 for p in asked_big)
+    assert costs_by_sid(asked_big) == costs_by_sid(reference)
+
+
+def test_group_selector_returns_only_the_groups_sims(simulator):
+    pages, _ = fetch(simulator, selector="g_2")
+    members = simulator.simulator.dataset.sim_ids_in_group(2)
+    assert {i["id"] for p in pages for i in p.decoded_items()} == members
+
+
+@pytest.mark.parametrize(
+    "fault", ["rate_limit", "server_error", "slow", "disconnect", "malformed_json"]
+)
+def test_each_transport_fault_is_retried_to_the_same_items(start_simulator, simulator, fault):
+    faulty = start_simulator(faults={fault: 0.4}, retry_after=0, slow_seconds=1.0)
+    pages, client = fetch(faulty, read_timeout=0.3, page_size=20)
+    reference, _ = fetch(simulator)
+    assert costs_by_sid(pages) == costs_by_sid(reference)
+    assert client.stats.retries > 0
+    assert sum(p.attempts - 1 for p in pages) <= client.stats.retries
+
+
+def test_all_faults_but_ignore_page_give_exactly_the_fault_free_items(start_simulator, simulator):
+    faulty = start_simulator(
+        faults={
+            "rate_limit": 0.2,
+            "server_error": 0.2,
+            "slow": 0.1,
+            "disconnect": 0.1,
+            "malformed_json": 0.1,
+            "bad_items": 0.3,
+            "duplicates": 0.3,
+        },
+        retry_after=0,
+        slow_seconds=1.0,
+    )
+    pages, client = fetch(faulty, read_timeout=0.3, page_size=20)
+    reference, _ = fetch(simulator)
+    injected = {raw for made in faulty.simulator.injected_bad_items.values() for _, raw in made}
+    served = [bytes(raw) for p in pages for raw in p.items]
+    valid = [
+        i
+        for p in pages
+        for raw, i in zip(p.items, p.decoded_items(), strict=True)
+        if bytes(raw) not in injected
+    ]
+    assert injected and len(served) - len(valid) == len(injected)
+    assert len(valid) > len({i["sid"] for i in valid}), "duplicates were served"
+    assert {i["sid"]: i["session_cost"] for i in valid} == costs_by_sid(reference)
+    reasons = " ".join(client.stats.by_reason)
+    for reason in ("HTTP 429", "HTTP 50", "timeout", "connection error", "invalid JSON"):
+        assert reason in reasons
+
+
+def test_retry_after_is_honoured(start_simulator):
+    sim = start_simulator(faults={"rate_limit": 0.5}, retry_after=1)
+    started = time.monotonic()
+    with client_for(sim) as client:
+        page = client.fetch_page(DAY, DAY, "all", 0)
+        while page.attempts == 1:
+            page = client.fetch_page(DAY, DAY, "all", page.page + 1)
+    assert "HTTP 429" in page.retry_reasons
+    assert time.monotonic() - started >= 1.0 * (page.attempts - 1)
+
+
+def test_ignore_page_raises_a_clear_error_instead_of_looping(start_simulator):
+    sim = start_simulator(faults={"ignore_page": 1.0})
+    with pytest.raises(PageIgnoredError, match="ignored the page number"):
+        fetch(sim)
+
+
+def test_page_cap_stops_a_runaway_query(simulator):
+    with pytest.raises(TooManyPagesError, match="NOVA_MAX_PAGES"):
+        fetch(simulator, page_size=10, max_pages=3)
+
+
+def test_wrong_token_fails_at_once_naming_the_setting_not_the_token(start_simulator, caplog):
+    sim = start_simulator(token="the-right-one")
+    caplog.set_level(logging.DEBUG)
+    with client_for(sim, token=TOKEN) as client, pytest.raises(AuthError) as error:
+        list(client.pages(DAY, DAY))
+    assert "NOVA_API_TOKEN" in str(error.value)
+    assert TOKEN not in str(error.value) and TOKEN not in repr(error.value)
+    assert client.stats.requests == 1
+    assert TOKEN not in caplog.text
+
+
+def test_the_token_is_sent_but_never_recorded(start_simulator, caplog):
+    sim = start_simulator(token=TOKEN, faults={"server_error": 0.3})
+    caplog.set_level(logging.DEBUG)
+    pages, client = fetch(sim, token=TOKEN)
+    assert pages and client.stats.retries > 0
+    for page in pages:
+        assert TOKEN not in page.request.fingerprint
+        assert TOKEN.encode() not in page.body
+        assert TOKEN not in repr(page)
+    assert TOKEN not in caplog.text
+
+
+def test_a_bad_request_carries_the_servers_message(simulator):
+    with client_for(simulator) as client, pytest.raises(RequestRejected) as error:
+        list(client.pages(DAY, DAY, "g_99"))
+    assert "HTTP 400" in str(error.value) and "no group with id 99" in str(error.value)
+    assert client.stats.requests == 1
+
+
+def test_retries_stop_at_the_attempt_limit_with_the_reasons(start_simulator):
+    sim = start_simulator(faults={"server_error": 1.0})
+    policy = RetryPolicy(max_attempts=3, deadline_s=30, backoff_base_s=0.01, backoff_cap_s=0.01)
+    with pytest.raises(RetriesExhausted, match="after 3 attempts.*HTTP 50"):
+        fetch(sim, retry=policy)
+
+
+def test_retries_stop_at_the_deadline(start_simulator):
+    sim = start_simulator(faults={"slow": 1.0}, slow_seconds=1.0)
+    policy = RetryPolicy(max_attempts=100, deadline_s=1.0, backoff_base_s=0.5, backoff_cap_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(RetriesExhausted, match="timeout"):
+        fetch(sim, retry=policy, read_timeout=0.2)
+    assert time.monotonic() - started < 10
+
+
+def test_unreachable_server_is_a_connection_error_retried_then_reported():
+    http = build_http_client("http://127.0.0.1:9/api", connect_timeout_s=0.2)
+    policy = RetryPolicy(max_attempts=2, deadline_s=5, backoff_base_s=0.01, backoff_cap_s=0.01)
+    with (
+        NovaClient(http, ClientConfig(retry=policy)) as client,
+        pytest.raises(RetriesExhausted, match="connection error"),
+    ):
+        client.fetch_page(DAY, DAY, "all", 0)
+
+
+def test_client_accepts_any_httpx_client():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b'{"code":500,"message":"maintenance"}')
+
+    http = httpx.Client(base_url="http://nova.test/api", transport=httpx.MockTransport(handler))
+    from nova_pipeline.api import ApiResponseError
+
+    with NovaClient(http) as client, pytest.raises(ApiResponseError, match="maintenance"):
+        client.fetch_page(DAY, DAY, "all", 0)

@@ -1,0 +1,200 @@
+"""The simulator answers the contract, checked with an independent client (plain httpx)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from nova_pipeline.simulator.dataset import luhn_valid
+from tests.conftest import DAY, NOW, SMALL_FLEET
+
+
+def post(sim, body: dict, **headers: str) -> httpx.Response:
+    return httpx.post(f"{sim.api_url}/report/call_sms", json=body, headers=headers, timeout=30)
+
+
+def query(start: str, end: str | None = None, select=("all",), page=0, size=1000) -> dict:
+    return {
+        "filter": {"start": start, "end": end or start},
+        "select": list(select),
+        "page": page,
+        "size": size,
+    }
+
+
+def all_items(sim, start: str, end: str | None = None, select=("all",), size=1000) -> list[dict]:
+    items, page = [], 0
+    while True:
+        got = post(sim, query(start, end, select, page, size)).json()["result"]["items"]
+        if not got:
+            return items
+        items += got
+        page += 1
+
+
+def test_a_day_has_the_documented_item_shape(simulator):
+    items = all_items(simulator, "18-11-2026")
+    assert len(items) > 300
+    for item in items:
+        assert set(item) == {
+            "sid",
+            "date",
+            "type",
+            "to_number",
+            "session_cost",
+            "id",
+            "original_number",
+            "iccid",
+            "name",
+        }
+        assert item["type"] in {"call", "in_sms", "out_sms", "ussd"}
+        assert isinstance(item["sid"], int) and isinstance(item["date"], int)
+        assert isinstance(item["to_number"], str) and isinstance(item["original_number"], str)
+        assert 19 <= len(item["iccid"]) <= 20 and luhn_valid(item["iccid"])
+        assert Decimal(str(item["session_cost"])).as_tuple().exponent >= -6
+        assert item["session_cost"] >= 0
+    assert len({i["sid"] for i in items}) == len(items)
+    assert {i["type"] for i in items} == {"call", "in_sms", "out_sms", "ussd"}
+    assert any(i["name"] is None for i in items)
+    tz = ZoneInfo("Asia/Almaty")
+    assert {dt.datetime.fromtimestamp(i["date"], tz).date() for i in items} == {DAY}
+
+
+def test_calls_cost_most_and_incoming_sms_are_mostly_free(simulator):
+    items = all_items(simulator, "18-11-2026")
+    mean = {
+        t: sum(i["session_cost"] for i in items if i["type"] == t)
+        / sum(1 for i in items if i["type"] == t)
+        for t in ("call", "in_sms", "out_sms", "ussd")
+    }
+    assert mean["call"] > mean["out_sms"] > mean["ussd"]
+    free_in = [i for i in items if i["type"] == "in_sms" and i["session_cost"] == 0]
+    assert len(free_in) > 0.8 * sum(1 for i in items if i["type"] == "in_sms")
+
+
+def test_filter_end_is_inclusive(simulator):
+    both = all_items(simulator, "17-11-2026", "18-11-2026")
+    first, second = all_items(simulator, "17-11-2026"), all_items(simulator, "18-11-2026")
+    assert both == first + second
+
+
+def test_pages_are_stable_and_partition_the_query(simulator):
+    whole = all_items(simulator, "18-11-2026", size=1000)
+    paged = all_items(simulator, "18-11-2026", size=37)
+    assert paged == whole
+
+
+def test_selectors_sim_group_and_union(simulator):
+    everything = all_items(simulator, "18-11-2026")
+    sims = simulator.simulator.dataset.sims
+    group_1 = {s.id for s in sims if s.group_id == 1}
+    group_2 = {s.id for s in sims if s.group_id == 2}
+    got_1 = all_items(simulator, "18-11-2026", select=["g_1"])
+    assert {i["id"] for i in got_1} == group_1
+    assert got_1 == [i for i in everything if i["id"] in group_1]
+    union = all_items(simulator, "18-11-2026", select=["g_1", "g_2"])
+    assert union == [i for i in everything if i["id"] in group_1 | group_2]
+    one = all_items(simulator, "18-11-2026", select=[f"s_{sims[0].id}"])
+    assert one and {i["id"] for i in one} == {sims[0].id}
+    ungrouped = {s.id for s in sims if s.group_id is None}
+    assert ungrouped, "some SIMs belong to no group"
+
+
+def test_a_day_appears_only_after_the_next_days_sync(start_simulator):
+    sync_of_19th = dt.datetime(2026, 11, 19, 4, 0, tzinfo=NOW.tzinfo)
+    before = start_simulator(now=sync_of_19th - dt.timedelta(minutes=1))
+    after = start_simulator(now=sync_of_19th)
+    assert all_items(before, "18-11-2026") == []
+    assert len(all_items(after, "18-11-2026")) > 300
+    assert all_items(after, "19-11-2026") == []
+    assert all_items(after, "01-01-2027") == []
+
+
+def test_late_and_rerated_records_arrive_at_later_syncs(start_simulator):
+    first = all_items(
+        start_simulator(now=dt.datetime(2026, 11, 19, 5, tzinfo=NOW.tzinfo)), "18-11-2026"
+    )
+    final = all_items(
+        start_simulator(now=dt.datetime(2026, 11, 22, 5, tzinfo=NOW.tzinfo)), "18-11-2026"
+    )
+    first_by_sid = {i["sid"]: i for i in first}
+    final_by_sid = {i["sid"]: i for i in final}
+    assert set(first_by_sid) < set(final_by_sid)
+    late = len(final_by_sid) - len(first_by_sid)
+    assert 0.002 * len(final) < late < 0.03 * len(final)
+    rerated = [
+        s
+        for s in first_by_sid
+        if first_by_sid[s]["session_cost"] != final_by_sid[s]["session_cost"]
+    ]
+    assert 1 <= len(rerated) < 0.02 * len(final)
+
+
+def test_page_size_above_the_maximum_is_silently_capped(start_simulator):
+    sim = start_simulator(max_page_size=100)
+    body = post(sim, query("18-11-2026", size=5000)).json()
+    assert len(body["result"]["items"]) == 100
+
+
+def test_a_wrong_or_missing_token_gets_401(start_simulator):
+    sim = start_simulator(token="s3cret")
+    assert post(sim, query("18-11-2026")).status_code == 401
+    assert post(sim, query("18-11-2026"), Authorization="Bearer nope").status_code == 401
+    assert post(sim, query("18-11-2026"), Authorization="Bearer s3cret").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (query("2026-11-18"), "DD-MM-YYYY"),
+        (query("31-02-2026"), "not a calendar date"),
+        (query("19-11-2026", "18-11-2026"), "is after"),
+        (query("18-11-2026", select=["x_1"]), "unknown selector"),
+        (query("18-11-2026", select=["g_99"]), "no group with id 99"),
+        (query("18-11-2026", page=-1), "page must be"),
+        (query("18-11-2026", size=0), "size must be"),
+    ],
+)
+def test_a_bad_request_gets_400_with_what_was_wrong(simulator, body, message):
+    response = post(simulator, body)
+    assert response.status_code == 400
+    assert response.json()["code"] == 400
+    assert message in response.json()["message"]
+
+
+def test_same_seed_gives_byte_identical_responses(start_simulator):
+    a, b = start_simulator(), start_simulator()
+    c = start_simulator(fleet=SMALL_FLEET.__class__(**{**SMALL_FLEET.__dict__, "seed": 8}))
+    body = query("18-11-2026", size=50, page=2)
+    assert post(a, body).content == post(b, body).content
+    assert post(a, body).content != post(c, body).content
+
+
+def test_the_clock_endpoint_moves_the_provider_clock(start_simulator):
+    sim = start_simulator(now=dt.datetime(2026, 11, 18, 12, tzinfo=NOW.tzinfo))
+    assert all_items(sim, "18-11-2026") == []
+    moved = httpx.post(
+        sim.api_url.removesuffix("/api") + "/_simulator/clock",
+        json={"now": "2026-11-19T05:00:00+05:00"},
+    )
+    assert moved.status_code == 200
+    assert len(all_items(sim, "18-11-2026")) > 300
+
+
+def test_cli_rejects_an_unknown_fault():
+    from nova_pipeline.simulator.__main__ import _args
+
+    with pytest.raises(SystemExit):
+        _args(["--faults", "meteor"])
+    assert _args(["--faults", "slow", "--fault-rate", "slow=0.5"]).fault_rates == {"slow": 0.5}
+
+
+def test_body_is_compact_json(simulator):
+    raw = post(simulator, query("18-11-2026", size=3)).content
+    assert json.loads(raw)["code"] == 200
+    assert b"\n" not in raw

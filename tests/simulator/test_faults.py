@@ -1,0 +1,72 @@
+"""Each fault by name does what its name says, and only that."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.simulator.test_contract import all_items, post, query
+
+
+def test_rate_limit_sends_429_with_retry_after(start_simulator):
+    sim = start_simulator(faults={"rate_limit": 1.0}, retry_after=3)
+    response = post(sim, query("18-11-2026"))
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "3"
+
+
+def test_server_error_sends_5xx(start_simulator):
+    sim = start_simulator(faults={"server_error": 1.0})
+    statuses = {post(sim, query("18-11-2026", page=p)).status_code for p in range(12)}
+    assert statuses <= {500, 502, 503} and len(statuses) >= 2
+
+
+def test_slow_holds_the_response_past_a_timeout(start_simulator):
+    sim = start_simulator(faults={"slow": 1.0}, slow_seconds=2)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{sim.api_url}/report/call_sms", json=query("18-11-2026"), timeout=0.3)
+
+
+def test_disconnect_closes_mid_body(start_simulator):
+    sim = start_simulator(faults={"disconnect": 1.0})
+    with pytest.raises(httpx.RemoteProtocolError):
+        post(sim, query("18-11-2026"))
+
+
+def test_malformed_json_truncates_the_body(start_simulator):
+    sim = start_simulator(faults={"malformed_json": 1.0})
+    response = post(sim, query("18-11-2026"))
+    assert response.status_code == 200
+    with pytest.raises(ValueError):
+        response.json()
+
+
+def test_transport_faults_are_per_attempt_so_a_retry_can_pass(start_simulator):
+    sim = start_simulator(faults={"server_error": 0.5})
+    statuses = [post(sim, query("18-11-2026")).status_code for _ in range(20)]
+    assert 200 in statuses and any(s >= 500 for s in statuses)
+
+
+def test_bad_items_are_added_beside_the_valid_ones(start_simulator, simulator):
+    faulty = start_simulator(faults={"bad_items": 1.0})
+    clean = all_items(simulator, "18-11-2026", size=100)
+    got = all_items(faulty, "18-11-2026", size=100)
+    injected = [raw for made in faulty.simulator.injected_bad_items.values() for _, raw in made]
+    assert len(got) == len(clean) + len(injected)
+    assert [i for i in got if i in clean] == clean
+
+
+def test_duplicates_repeat_items_of_the_previous_page(start_simulator, simulator):
+    faulty = start_simulator(faults={"duplicates": 1.0})
+    clean = all_items(simulator, "18-11-2026", size=100)
+    got = all_items(faulty, "18-11-2026", size=100)
+    assert len(got) > len(clean)
+    assert list({i["sid"]: i for i in got}.values()) == clean
+
+
+def test_ignore_page_answers_page_zero_whatever_is_asked(start_simulator):
+    sim = start_simulator(faults={"ignore_page": 1.0})
+    assert (
+        post(sim, query("18-11-2026", page=3, size=10)).content
+        == post(sim, query("18-11-2026", page=0, size=10)).content
+    )
