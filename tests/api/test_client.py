@@ -170,7 +170,7 @@ def test_a_bad_request_carries_the_servers_message(simulator):
 def test_retries_stop_at_the_attempt_limit_with_the_reasons(start_simulator):
     sim = start_simulator(faults={"server_error": 1.0})
     policy = RetryPolicy(max_attempts=3, deadline_s=30, backoff_base_s=0.01, backoff_cap_s=0.01)
-    with pytest.raises(RetriesExhausted, match="after 3 attempts.*HTTP 50"):
+    with pytest.raises(RetriesExhausted, match=r"after 3 attempts.*HTTP 50"):
         fetch(sim, retry=policy)
 
 
