@@ -8,6 +8,7 @@ than deep inside a step.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -50,7 +51,6 @@ class Settings:
     freshness_deadline: str = "09:00"
     backfill_days_per_run: int = 31
     reject_error_share: float = 0.01
-    out_of_window_warn_share: float = 0.01
 
     @property
     def landing_dir(self) -> Path:
@@ -138,6 +138,12 @@ def _api_url(env: Mapping[str, str]) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise SettingsError(f"NOVA_API_URL: {raw!r} is not an http(s) URL")
     return raw
+
+
+@functools.cache
+def current_settings() -> Settings:
+    """The settings of this process, read from the environment on first use."""
+    return load_settings()
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -1,0 +1,61 @@
+"""What every warehouse asset shares: the pool, the partitioning, small SQL helpers."""
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+
+import dagster as dg
+import duckdb
+
+from nova_pipeline.warehouse import TABLES
+
+DUCKDB_POOL = "duckdb"
+"""DuckDB allows one writing process: every step that opens the file is in this pool,
+whose limit is 1 (dagster.yaml), so concurrent runs queue instead of failing on the lock."""
+
+
+def table_metadata(table: str) -> dict:
+    """Table name and column schema for the UI, from the one DDL in warehouse/schema.py."""
+    columns = [
+        dg.TableColumn(
+            c.name,
+            c.type,
+            description=c.description,
+            constraints=dg.TableColumnConstraints(nullable=c.nullable),
+        )
+        for c in TABLES[table]
+    ]
+    return {
+        "dagster/table_name": f"nova.main.{table}",
+        "dagster/column_schema": dg.TableSchema(columns=columns),
+    }
+
+
+def register_groups(con: duckdb.DuckDBPyConnection, groups: Mapping[int, str]) -> None:
+    """A temp table `group_names(group_id, group_name)` for the SQL transforms."""
+    con.execute("CREATE OR REPLACE TEMP TABLE group_names (group_id INTEGER, group_name VARCHAR)")
+    if groups:
+        con.executemany("INSERT INTO group_names VALUES (?, ?)", list(groups.items()))
+
+
+def landing_files(
+    con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, selectors: str
+) -> list[str]:
+    """The landing files the committed raw pages of these days point to."""
+    rows = con.execute(
+        "SELECT DISTINCT landing_file FROM call_sms_raw_pages "
+        "WHERE day BETWEEN ? AND ? AND selector LIKE ? ESCAPE '\\' ORDER BY 1",
+        [start, end, selectors],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def euro(value: Decimal | None) -> str:
+    """Euro to the cent for display; the stored value keeps its 6 decimals."""
+    return f"{(value or Decimal(0)).quantize(Decimal('0.01')):,.2f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> dg.MetadataValue:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return dg.MetadataValue.md("\n".join(lines))

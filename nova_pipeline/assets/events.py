@@ -1,0 +1,188 @@
+"""Events layer: typed events, quarantined items and group membership, from the raw pages."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from nova_pipeline.assets.common import (
+    DUCKDB_POOL,
+    euro,
+    landing_files,
+    markdown_table,
+    register_groups,
+    table_metadata,
+)
+from nova_pipeline.partitions import BACKFILL, DAILY, day_range
+from nova_pipeline.resources import FleetGroupsResource
+from nova_pipeline.transforms.events import (
+    INSERT_EVENTS_SQL,
+    INSERT_REJECTS_SQL,
+    MEMBERSHIP_SQL,
+    STAGE_SUMMARY_SQL,
+    stage_items,
+)
+from nova_pipeline.warehouse import replace_days
+
+RAW = dg.AssetKey("call_sms_raw_pages")
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "call_sms_events",
+            deps=[RAW],
+            group_name="events",
+            kinds={"duckdb", "sql"},
+            metadata=table_metadata("call_sms_events"),
+            description=(
+                "One row per call, SMS or USSD request (per `sid`) of the account-wide pull, "
+                "typed: UTC timestamp, provider day, exact euro cost (DECIMAL, never a float). "
+                "A sid served twice (on two pages) is kept once and counted. Items whose "
+                "timestamp falls outside the requested day in NOVA_TIMEZONE are kept and "
+                "flagged `out_of_window`."
+            ),
+        ),
+        dg.AssetSpec(
+            "call_sms_rejects",
+            deps=[RAW],
+            group_name="events",
+            kinds={"duckdb", "sql"},
+            metadata=table_metadata("call_sms_rejects"),
+            description=(
+                "Quarantine: every item (of any pull) that breaks the API contract — a "
+                "missing field, a wrong type, an unknown `type`, a negative cost — verbatim, "
+                "with every rule it broke and the day, pull and page it came from."
+            ),
+        ),
+    ],
+    partitions_def=DAILY,
+    backfill_policy=BACKFILL,
+    pool=DUCKDB_POOL,
+)
+def call_sms_events(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource
+) -> Iterator[dg.MaterializeResult]:
+    start, end = day_range(context)
+    with duckdb.get_connection() as con:
+        stage_items(con, landing_files(con, start, end, "%"))
+        staged = con.execute(STAGE_SUMMARY_SQL).fetchall()
+        previous = dict(
+            con.execute(
+                "SELECT day, sum(cost_eur) FROM call_sms_events WHERE day BETWEEN ? AND ? "
+                "GROUP BY day",
+                [start, end],
+            ).fetchall()
+        )
+        counts = replace_days(
+            con,
+            start,
+            end,
+            {
+                "call_sms_events": lambda c: c.execute(
+                    INSERT_EVENTS_SQL, {"timezone": DAILY.timezone}
+                ),
+                "call_sms_rejects": lambda c: c.execute(INSERT_REJECTS_SQL),
+            },
+        )
+        per_day = con.execute(
+            "SELECT day, count(*), sum(cost_eur), count(*) FILTER (WHERE out_of_window) "
+            "FROM call_sms_events WHERE day BETWEEN ? AND ? GROUP BY day ORDER BY day",
+            [start, end],
+        ).fetchall()
+    totals = {row[0]: row[1:] for row in per_day}
+    by_day = {row[0]: row[1:] for row in staged}
+    total_cost = sum((t[1] for t in totals.values()), start=0)
+    rows = []
+    for day, (_, rejects, duplicates, extra, _) in by_day.items():
+        events, cost, out_of_window = totals.get(day, (0, None, 0))
+        rows.append(
+            (
+                day,
+                events,
+                euro(cost),
+                euro(previous[day]) if day in previous else "—",
+                rejects,
+                duplicates,
+                out_of_window,
+                extra,
+            )
+        )
+    yield dg.MaterializeResult(
+        asset_key="call_sms_events",
+        metadata={
+            "dagster/row_count": counts["call_sms_events"],
+            "cost_eur": float(total_cost),
+            "cost_eur_exact": str(total_cost),
+            "previous_cost_eur_exact": str(sum(previous.values(), start=0)) if previous else "none",
+            "duplicates_collapsed": sum(r[2] for r in by_day.values()),
+            "out_of_window": sum(t[2] for t in totals.values()),
+            "items_with_extra_fields": sum(r[3] for r in by_day.values()),
+            "per_day": markdown_table(
+                [
+                    "day",
+                    "events",
+                    "cost €",
+                    "previous cost €",
+                    "rejects",
+                    "duplicates",
+                    "out of window",
+                    "items with extra fields",
+                ],
+                rows,
+            ),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="call_sms_rejects",
+        metadata={
+            "dagster/row_count": counts["call_sms_rejects"],
+            "per_day": markdown_table(
+                ["day", "rejects", "items (all pulls)"],
+                [(day, r[1], r[4]) for day, r in by_day.items()],
+            ),
+        },
+    )
+
+
+@dg.asset(
+    name="sim_group_membership",
+    deps=[RAW],
+    group_name="events",
+    kinds={"duckdb", "sql"},
+    partitions_def=DAILY,
+    backfill_policy=BACKFILL,
+    pool=DUCKDB_POOL,
+    metadata=table_metadata("sim_group_membership"),
+    description=(
+        "Which SIMs belong to which configured group (NOVA_GROUPS) on each day, as the "
+        "API's own `g_<id>` pull of that day returned them. A SIM with no activity in a "
+        "day does not appear that day."
+    ),
+)
+def sim_group_membership(
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, fleet_groups: FleetGroupsResource
+) -> dg.MaterializeResult:
+    start, end = day_range(context)
+    groups = fleet_groups.as_map()
+    with duckdb.get_connection() as con:
+        register_groups(con, groups)
+        files = landing_files(con, start, end, "g\\_%")
+
+        def insert(c):
+            if files:
+                c.execute(MEMBERSHIP_SQL, {"files": files})
+
+        counts = replace_days(con, start, end, {"sim_group_membership": insert})
+        per_group = con.execute(
+            "SELECT group_id, any_value(group_name), count(DISTINCT sim_id) "
+            "FROM sim_group_membership WHERE day BETWEEN ? AND ? GROUP BY 1 ORDER BY 1",
+            [start, end],
+        ).fetchall()
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": counts["sim_group_membership"],
+            "groups_configured": len(groups),
+            "per_group": markdown_table(["group", "name", "SIMs seen"], per_group),
+        }
+    )

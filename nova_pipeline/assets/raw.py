@@ -1,0 +1,118 @@
+"""Raw layer: every page of the API, verbatim, for each provider day."""
+
+import dataclasses
+import time
+from collections import Counter
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from nova_pipeline.assets.common import DUCKDB_POOL, markdown_table, table_metadata
+from nova_pipeline.landing import PageRecord
+from nova_pipeline.partitions import BACKFILL, DAILY, day_range, days_between
+from nova_pipeline.pull import pull_days
+from nova_pipeline.resources import FleetGroupsResource, LandingZoneResource, NovaApiResource
+from nova_pipeline.warehouse import replace_days
+
+PAGE_COLUMNS = [f.name for f in dataclasses.fields(PageRecord)]
+
+
+@dg.asset(
+    name="call_sms_raw_pages",
+    group_name="raw",
+    kinds={"python", "duckdb", "file"},
+    partitions_def=DAILY,
+    backfill_policy=BACKFILL,
+    pool=DUCKDB_POOL,
+    metadata=table_metadata("call_sms_raw_pages"),
+    description=(
+        "Every page NovaConnect `report/call_sms` returned for the day: the account-wide "
+        "`all` pull and one `g_<id>` pull per configured group (NOVA_GROUPS). Bodies are "
+        "kept verbatim in the landing zone (NDJSON under NOVA_DATA_DIR/landing); this table "
+        "indexes them with the request, attempts and retry reasons of each page, so every "
+        "number downstream can be traced to the page it came from. The API is fetched "
+        "before the warehouse is opened; a failed pull writes nothing."
+    ),
+)
+def call_sms_raw_pages(
+    context: dg.AssetExecutionContext,
+    nova_api: NovaApiResource,
+    fleet_groups: FleetGroupsResource,
+    landing_zone: LandingZoneResource,
+    duckdb: DuckDBResource,
+) -> dg.MaterializeResult:
+    start, end = day_range(context)
+    days = days_between(start, end)
+    selectors = ["all", *(f"g_{gid}" for gid in fleet_groups.as_map())]
+    landing = landing_zone.landing()
+    started = time.monotonic()
+    pulls = pull_days(
+        lambda: nova_api.client(context.log),
+        landing,
+        days,
+        selectors,
+        concurrency=nova_api.fetch_concurrency,
+        log=context.log,
+    )
+    fetch_seconds = time.monotonic() - started
+    records = pd.DataFrame(
+        [dataclasses.astuple(r) for p in pulls for r in p.records], columns=PAGE_COLUMNS
+    )
+    try:
+        with duckdb.get_connection() as con:
+            con.register("page_records", records)
+            counts = replace_days(
+                con,
+                start,
+                end,
+                {
+                    "call_sms_raw_pages": lambda c: c.execute(
+                        f"INSERT INTO call_sms_raw_pages SELECT {', '.join(PAGE_COLUMNS)} "
+                        "FROM page_records"
+                    ),
+                },
+            )
+            con.unregister("page_records")
+    except BaseException:
+        for pulled in pulls:
+            landing.discard(pulled.fetch_dir)
+        raise
+    for pulled in pulls:
+        landing.prune(pulled.day, keep=pulled.fetch_dir)
+
+    reasons = sum((p.retry_reasons for p in pulls), start=Counter())
+    empty_days = [p.day.isoformat() for p in pulls if p.items() == 0]
+    if empty_days:
+        context.log.warning(
+            "no items for %s: the provider may not have synced these days yet", empty_days
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": counts["call_sms_raw_pages"],
+            "days": len(pulls),
+            "pages": sum(p.pages for p in pulls),
+            "items_all_pull": sum(p.items() for p in pulls),
+            "body_mb": round(sum(p.body_bytes for p in pulls) / 1e6, 2),
+            "requests": sum(p.requests for p in pulls),
+            "retries": sum(p.retries for p in pulls),
+            "rate_limited_429": reasons["HTTP 429"],
+            "retry_reasons": dg.MetadataValue.json(dict(reasons)),
+            "empty_days": dg.MetadataValue.json(empty_days),
+            "fetch_seconds": round(fetch_seconds, 2),
+            "per_day": markdown_table(
+                ["day", "pages", "items (all)", "group items", "retries", "seconds"],
+                [
+                    (
+                        p.day,
+                        p.pages,
+                        p.items(),
+                        sum(r.item_count for r in p.records if r.selector != "all"),
+                        p.retries,
+                        f"{p.seconds:.1f}",
+                    )
+                    for p in pulls
+                ],
+            ),
+        }
+    )

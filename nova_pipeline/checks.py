@@ -1,0 +1,304 @@
+"""Asset checks that say when the numbers can be trusted.
+
+Each check evaluates every day of the run (one day, or a backfill's batch) and names the
+failing days in its description and metadata: in Dagster 1.13 a range run records one
+evaluation for the whole range, so the result itself must say which day failed. Run
+alone from the UI without a partition, a check covers every day in the table.
+
+Blocking checks stop the rollups of the run: costs are not computed from events that
+broke a rule.
+"""
+
+import datetime as dt
+from collections.abc import Sequence
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from nova_pipeline.assets.common import DUCKDB_POOL, landing_files, markdown_table
+from nova_pipeline.partitions import DAILY, day_range
+from nova_pipeline.settings import current_settings
+from nova_pipeline.transforms.events import GROUP_SIDS_MISSING_SQL
+from nova_pipeline.warehouse import EVENT_TYPES
+
+OUT_OF_WINDOW_WARN_SHARE = 0.01
+ALL_DAYS = (dt.date(1970, 1, 1), dt.date(9999, 12, 31))
+
+
+def _days(context: dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date]:
+    return day_range(context) if context.has_partition_key_range else ALL_DAYS
+
+
+def _query(duckdb_resource: DuckDBResource, sql: str, days: tuple[dt.date, dt.date]) -> list:
+    with duckdb_resource.get_connection() as con:
+        return con.execute(sql, {"start": days[0], "end": days[1]}).fetchall()
+
+
+def _result(
+    failing: Sequence[tuple],
+    headers: Sequence[str],
+    problem: str,
+    days: tuple[dt.date, dt.date],
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    hint: str = "",
+) -> dg.AssetCheckResult:
+    span = "all days" if days == ALL_DAYS else f"{days[0]}..{days[1]}"
+    if not failing:
+        return dg.AssetCheckResult(
+            passed=True, description=f"passed for {span}", metadata={"days_checked": span}
+        )
+    names = ", ".join(str(row[0]) for row in failing[:10])
+    more = f" and {len(failing) - 10} more" if len(failing) > 10 else ""
+    return dg.AssetCheckResult(
+        passed=False,
+        severity=severity,
+        description=f"{problem} on {names}{more}. {hint}".strip(),
+        metadata={
+            "days_checked": span,
+            "failing_days": dg.MetadataValue.json([str(row[0]) for row in failing]),
+            "detail": markdown_table(headers, failing[:100]),
+        },
+    )
+
+
+@dg.asset_check(
+    asset="call_sms_events",
+    blocking=True,
+    partitions_def=DAILY,
+    pool=DUCKDB_POOL,
+    description="No sid appears twice, within a day or across days.",
+)
+def sids_unique(
+    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+) -> dg.AssetCheckResult:
+    days = _days(context)
+    failing = _query(
+        duckdb,
+        """
+        SELECT day, count(*) FROM (
+            SELECT day, count(*) OVER (PARTITION BY sid) AS copies FROM call_sms_events)
+        WHERE copies > 1 AND day BETWEEN $start AND $end GROUP BY day ORDER BY day""",
+        days,
+    )
+    return _result(failing, ["day", "rows sharing a sid"], "duplicate sids", days)
+
+
+@dg.asset_check(
+    asset="call_sms_events",
+    blocking=True,
+    partitions_def=DAILY,
+    pool=DUCKDB_POOL,
+    description=f"Every event type is one of {', '.join(EVENT_TYPES)}.",
+)
+def types_known(
+    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+) -> dg.AssetCheckResult:
+    days = _days(context)
+    failing = _query(
+        duckdb,
+        f"""
+        SELECT day, count(*), list(DISTINCT type) FROM call_sms_events
+        WHERE day BETWEEN $start AND $end AND type NOT IN {EVENT_TYPES}
+        GROUP BY day ORDER BY day""",
+        days,
+    )
+    return _result(failing, ["day", "events", "types"], "unknown event types", days)
+
+
+@dg.asset_check(
+    asset="call_sms_events",
+    blocking=True,
+    partitions_def=DAILY,
+    pool=DUCKDB_POOL,
+    description="No event has a negative cost.",
+)
+def cost_not_negative(
+    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+) -> dg.AssetCheckResult:
+    days = _days(context)
+    failing = _query(
+        duckdb,
+        """
+        SELECT day, count(*), min(cost_eur) FROM call_sms_events
+        WHERE day BETWEEN $start AND $end AND cost_eur < 0 GROUP BY day ORDER BY day""",
+        days,
+    )
+    return _result(failing, ["day", "events", "lowest cost €"], "negative costs", days)
+
+
+@dg.asset_check(
+    asset="call_sms_events",
+    blocking=True,
+    partitions_def=DAILY,
+    pool=DUCKDB_POOL,
+    additional_deps=["call_sms_rejects"],
+    description=(
+        "Share of API items quarantined in call_sms_rejects: WARN when there are any, ERROR "
+        "(blocking the rollups) above NOVA_REJECT_ERROR_SHARE (default 1%) on any day."
+    ),
+)
+def rejects_share(
+    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+) -> dg.AssetCheckResult:
+    days = _days(context)
+    limit = current_settings().reject_error_share
+    failing = _query(
+        duckdb,
+        """
+        WITH items AS (
+            SELECT day, sum(item_count) AS items FROM call_sms_raw_pages
+            WHERE day BETWEEN $start AND $end GROUP BY day),
+        rejects AS (
+            SELECT day, count(*) AS rejects, list(DISTINCT reason)[:5] AS reasons
+            FROM call_sms_rejects WHERE day BETWEEN $start AND $end GROUP BY day)
+        SELECT day, rejects, items, round(rejects / items, 4), reasons
+        FROM rejects JOIN items USING (day) ORDER BY day""",
+        days,
+    )
+    over = any(row[3] > limit for row in failing)
+    return _result(
+        failing,
+        ["day", "rejects", "items", "share", "reasons"],
+        "items quarantined",
+        days,
+        severity=dg.AssetCheckSeverity.ERROR if over else dg.AssetCheckSeverity.WARN,
+        hint=f"ERROR above a share of {limit:.2%} (NOVA_REJECT_ERROR_SHARE); see call_sms_rejects.",
+    )
+
+
+@dg.asset_check(
+    asset="call_sms_events",
+    partitions_def=DAILY,
+    pool=DUCKDB_POOL,
+    description=(
+        "Share of events whose timestamp falls outside the requested day in NOVA_TIMEZONE: "
+        f"WARN above {OUT_OF_WINDOW_WARN_SHARE:.0%}, which usually means the time zone "
+        "setting does not match the provider's."
+    ),
+)
+def out_of_window_share(
+    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+) -> dg.AssetCheckResult:
+    days = _days(context)
+    failing = _query(
+        duckdb,
+        f"""
+        SELECT day, count(*) FILTER (WHERE out_of_window) AS outside, count(*) AS events,
+               round(outside / events, 4) AS share
+        FROM call_sms_events WHERE day BETWEEN $start AND $end
+        GROUP BY day HAVING share > {OUT_OF_WINDOW_WARN_SHARE} ORDER BY day""",
+        days,
+    )
+    return _result(
+        failing,
+        ["day", "outside the day", "events", "share"],
+        "many events outside the requested day",
+        days,
+        severity=dg.AssetCheckSeverity.WARN,
+        hint=f"Check NOVA_TIMEZONE (now {DAILY.timezone}) against the provider's report day.",
+    )
+
+
+@dg.asset_check(
+    asset="sim_group_membership",
+    blocking=True,
+    partitions_def=DAILY,
+    pool=DUCKDB_POOL,
+    additional_deps=["call_sms_events"],
+    description="Every valid sid a group pull returned is in the account-wide pull of that day.",
+)
+def group_sids_in_account_pull(
+    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+) -> dg.AssetCheckResult:
+    days = _days(context)
+    with duckdb.get_connection() as con:
+        files = landing_files(con, days[0], days[1], "g\\_%")
+        failing = con.execute(GROUP_SIDS_MISSING_SQL, {"files": files}).fetchall() if files else []
+    return _result(
+        failing,
+        ["day", "pull", "sids missing from `all`"],
+        "group pulls returned sids the account pull did not",
+        days,
+    )
+
+
+@dg.asset_check(
+    asset="sim_daily_cost",
+    blocking=True,
+    partitions_def=DAILY,
+    pool=DUCKDB_POOL,
+    additional_deps=["call_sms_events"],
+    description="Per day, sim_daily_cost adds up to call_sms_events: events and euro, exactly.",
+)
+def sim_cost_reconciles(
+    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+) -> dg.AssetCheckResult:
+    days = _days(context)
+    failing = _query(
+        duckdb,
+        """
+        WITH e AS (SELECT day, count(*) AS n, sum(cost_eur) AS cost FROM call_sms_events
+                   WHERE day BETWEEN $start AND $end GROUP BY day),
+             s AS (SELECT day, sum(events) AS n, sum(cost_eur) AS cost FROM sim_daily_cost
+                   WHERE day BETWEEN $start AND $end GROUP BY day)
+        SELECT day, e.n, s.n, e.cost, s.cost FROM e FULL JOIN s USING (day)
+        WHERE e.n IS DISTINCT FROM s.n OR e.cost IS DISTINCT FROM s.cost ORDER BY day""",
+        days,
+    )
+    return _result(
+        failing,
+        ["day", "events", "sim events", "events €", "sim €"],
+        "per-SIM costs do not add up to the events",
+        days,
+    )
+
+
+@dg.asset_check(
+    asset="group_daily_cost",
+    blocking=True,
+    partitions_def=DAILY,
+    pool=DUCKDB_POOL,
+    additional_deps=["sim_daily_cost", "sim_group_membership"],
+    description=(
+        "Per day, the group rows (groups + ungrouped) add up to sim_daily_cost, events and "
+        "euro, exactly. Days where a SIM sits in two groups are skipped: overlapping groups "
+        "cannot add up."
+    ),
+)
+def group_cost_reconciles(
+    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+) -> dg.AssetCheckResult:
+    days = _days(context)
+    failing = _query(
+        duckdb,
+        """
+        WITH s AS (SELECT day, sum(events) AS n, sum(cost_eur) AS cost FROM sim_daily_cost
+                   WHERE day BETWEEN $start AND $end GROUP BY day),
+             g AS (SELECT day, sum(events) AS n, sum(cost_eur) AS cost FROM group_daily_cost
+                   WHERE day BETWEEN $start AND $end GROUP BY day),
+             overlapping AS (SELECT DISTINCT day FROM sim_group_membership
+                   WHERE day BETWEEN $start AND $end
+                   GROUP BY day, sim_id HAVING count(DISTINCT group_id) > 1)
+        SELECT day, s.n, g.n, s.cost, g.cost FROM s FULL JOIN g USING (day)
+        WHERE (s.n IS DISTINCT FROM g.n OR s.cost IS DISTINCT FROM g.cost)
+          AND day NOT IN (SELECT day FROM overlapping) ORDER BY day""",
+        days,
+    )
+    return _result(
+        failing,
+        ["day", "sim events", "group events", "sim €", "group €"],
+        "group costs do not add up to the account total",
+        days,
+    )
+
+
+ASSET_CHECKS = [
+    sids_unique,
+    types_known,
+    cost_not_negative,
+    rejects_share,
+    out_of_window_share,
+    group_sids_in_account_pull,
+    sim_cost_reconciles,
+    group_cost_reconciles,
+]

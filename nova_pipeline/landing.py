@@ -1,0 +1,107 @@
+"""The landing zone: every page of every pull, verbatim, one NDJSON file per day and selector.
+
+    <root>/call_sms/day=2026-11-18/fetch=<utc stamp>-<id>/all.ndjson, g_1.ndjson, ...
+
+Each line is one page: `{"day", "selector", "page", "fetched_at", "body": <response body>}`.
+A fetch writes into a fresh `fetch=` folder, each file through a temporary name and a
+rename, so a reader never sees half a file. Which fetch is current is recorded by the
+`call_sms_raw_pages` table (it names each page's file and line); older fetch folders of
+a day are removed once a newer one is committed there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nova_pipeline.api import Page
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    """Where one page landed and how it was obtained: a row of `call_sms_raw_pages`."""
+
+    day: dt.date
+    selector: str
+    page: int
+    status: int
+    attempts: int
+    retry_reasons: str
+    item_count: int
+    body_bytes: int
+    fetched_at: dt.datetime
+    request: str
+    landing_file: str
+    line: int
+
+
+def page_line(day: dt.date, page: Page) -> bytes:
+    """One NDJSON line holding the body verbatim. JSON allows a line break only as
+    whitespace between tokens, so replacing it by a space changes no value."""
+    body = page.body
+    if b"\n" in body or b"\r" in body:
+        body = body.replace(b"\r", b" ").replace(b"\n", b" ")
+    head = b'{"day":"%s","selector":"%s","page":%d,"fetched_at":"%s","body":' % (
+        day.isoformat().encode(),
+        page.selector.encode(),
+        page.page,
+        page.fetched_at.isoformat().encode(),
+    )
+    return head + body + b"}\n"
+
+
+class Landing:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root) / "call_sms"
+
+    def day_dir(self, day: dt.date) -> Path:
+        return self.root / f"day={day.isoformat()}"
+
+    def new_fetch_dir(self, day: dt.date) -> Path:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        path = self.day_dir(day) / f"fetch={stamp}-{uuid.uuid4().hex[:8]}"
+        path.mkdir(parents=True)
+        return path
+
+    def write_pages(self, day: dt.date, path: Path, pages: Iterable[Page]) -> list[PageRecord]:
+        """Stream pages into `path` (atomically) and return one record per page."""
+        records: list[PageRecord] = []
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as out:
+            for line_no, page in enumerate(pages):
+                out.write(page_line(day, page))
+                records.append(
+                    PageRecord(
+                        day=day,
+                        selector=page.selector,
+                        page=page.page,
+                        status=page.status,
+                        attempts=page.attempts,
+                        retry_reasons="; ".join(page.retry_reasons),
+                        item_count=len(page.items),
+                        body_bytes=len(page.body),
+                        fetched_at=page.fetched_at,
+                        request=page.request.fingerprint,
+                        landing_file=str(path.resolve()),
+                        line=line_no,
+                    )
+                )
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        return records
+
+    def prune(self, day: dt.date, keep: Path) -> None:
+        """Remove the fetch folders of `day` other than `keep` (after `keep` is committed)."""
+        for child in self.day_dir(day).glob("fetch=*"):
+            if child.resolve() != keep.resolve():
+                shutil.rmtree(child, ignore_errors=True)
+
+    def discard(self, fetch_dir: Path) -> None:
+        """Remove a fetch that failed before it was committed."""
+        shutil.rmtree(fetch_dir, ignore_errors=True)

@@ -1,0 +1,102 @@
+"""Dagster resources: thin, configurable wrappers that hand out the plain-Python parts."""
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from nova_pipeline.api import ClientConfig, NovaClient, RetryPolicy, build_http_client
+from nova_pipeline.landing import Landing
+from nova_pipeline.settings import Settings, parse_groups
+from nova_pipeline.warehouse import ensure_schema
+
+
+class NovaApiResource(dg.ConfigurableResource):
+    """The NovaConnect API (or the simulator): where, how to authenticate, how to page."""
+
+    api_url: str = Field(description="Base URL; the endpoint is <api_url>/report/call_sms")
+    api_token: str = Field(default="", description="Sent only in the auth header, never logged")
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+    page_size: int = 1000
+    max_pages: int = 100_000
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    max_attempts: int = 8
+    retry_deadline_s: float = 600.0
+    backoff_base_s: float = 0.5
+    fetch_concurrency: int = Field(default=4, description="Days fetched at once in one run")
+
+    def client(self, logger: logging.Logger | None = None) -> NovaClient:
+        http = build_http_client(
+            self.api_url,
+            token=self.api_token,
+            auth_header=self.auth_header,
+            auth_scheme=self.auth_scheme,
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+        )
+        retry = RetryPolicy(
+            max_attempts=self.max_attempts,
+            deadline_s=self.retry_deadline_s,
+            backoff_base_s=self.backoff_base_s,
+        )
+        config = ClientConfig(page_size=self.page_size, max_pages=self.max_pages, retry=retry)
+        return NovaClient(http, config, logger)
+
+
+class FleetGroupsResource(dg.ConfigurableResource):
+    """The configured SIM groups, `1=Trackers,2=Fleet` (NOVA_GROUPS)."""
+
+    groups: str = ""
+
+    def as_map(self) -> dict[int, str]:
+        return parse_groups(self.groups)
+
+
+class LandingZoneResource(dg.ConfigurableResource):
+    """Where raw pages land as files (NOVA_DATA_DIR/landing)."""
+
+    root: str
+
+    def landing(self) -> Landing:
+        return Landing(self.root)
+
+
+class WarehouseResource(DuckDBResource):
+    """The DuckDB warehouse: a connection in UTC with every table in place."""
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with super().get_connection() as con:
+            con.execute("SET TimeZone = 'UTC'")
+            ensure_schema(con)
+            yield con
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """The resources of the code location, from the settings read at load."""
+    return {
+        "nova_api": NovaApiResource(
+            api_url=settings.api_url,
+            api_token=dg.EnvVar("NOVA_API_TOKEN") if settings.api_token else "",
+            auth_header=settings.auth_header,
+            auth_scheme=settings.auth_scheme,
+            page_size=settings.page_size,
+            max_pages=settings.max_pages,
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+            max_attempts=settings.max_attempts,
+            retry_deadline_s=settings.retry_deadline_s,
+            fetch_concurrency=settings.fetch_concurrency,
+        ),
+        "fleet_groups": FleetGroupsResource(
+            groups=",".join(f"{k}={v}" for k, v in settings.groups.items())
+        ),
+        "landing_zone": LandingZoneResource(root=str(settings.landing_dir)),
+        "duckdb": WarehouseResource(database=str(settings.duckdb_path)),
+    }

@@ -1,0 +1,1 @@
+"""Pure SQL transforms, in data-flow order: raw pages -> events -> costs."""

@@ -1,0 +1,67 @@
+"""Typed events -> per-SIM and per-group daily cost, summed in DuckDB as DECIMAL."""
+
+from __future__ import annotations
+
+from nova_pipeline.warehouse import EVENT_TYPES
+
+_PER_TYPE = ",\n    ".join(
+    f"count(*) FILTER (WHERE type = '{t}') AS {t}_count,\n"
+    f"    coalesce(sum(cost_eur) FILTER (WHERE type = '{t}'), 0) AS {t}_cost_eur"
+    for t in EVENT_TYPES
+)
+_SUM_PER_TYPE = ",\n    ".join(
+    f"coalesce(sum(s.{t}_count), 0) AS {t}_count,\n"
+    f"    coalesce(sum(s.{t}_cost_eur), 0) AS {t}_cost_eur"
+    for t in EVENT_TYPES
+)
+
+SIM_DAILY_COST_SQL = f"""
+INSERT INTO sim_daily_cost
+SELECT
+    day, sim_id,
+    arg_max(sim_number, occurred_at) AS sim_number,
+    arg_max(iccid, occurred_at) AS iccid,
+    arg_max(sim_name, occurred_at) AS sim_name,
+    {_PER_TYPE},
+    count(*) AS events,
+    sum(cost_eur) AS cost_eur
+FROM call_sms_events
+WHERE day BETWEEN $start AND $end
+GROUP BY day, sim_id
+"""
+"""The SIM's number, ICCID and name are the latest seen that day."""
+
+GROUP_DAILY_COST_SQL = f"""
+INSERT INTO group_daily_cost
+WITH days AS (
+    SELECT DISTINCT day FROM sim_daily_cost WHERE day BETWEEN $start AND $end
+),
+buckets AS (
+    SELECT d.day, g.group_id, g.group_name FROM days d CROSS JOIN group_names g
+    UNION ALL
+    SELECT day, NULL, 'ungrouped' FROM days
+),
+assigned AS (
+    SELECT s.day, m.group_id, s.sim_id
+    FROM sim_daily_cost s JOIN sim_group_membership m USING (day, sim_id)
+    WHERE s.day BETWEEN $start AND $end
+    UNION ALL
+    SELECT s.day, NULL, s.sim_id
+    FROM sim_daily_cost s
+    WHERE s.day BETWEEN $start AND $end
+      AND NOT EXISTS (SELECT 1 FROM sim_group_membership m
+                      WHERE m.day = s.day AND m.sim_id = s.sim_id)
+)
+SELECT
+    b.day, b.group_id, b.group_name,
+    count(s.sim_id) AS active_sims,
+    {_SUM_PER_TYPE},
+    coalesce(sum(s.events), 0) AS events,
+    coalesce(sum(s.cost_eur), 0) AS cost_eur
+FROM buckets b
+LEFT JOIN assigned a ON a.day = b.day AND a.group_id IS NOT DISTINCT FROM b.group_id
+LEFT JOIN sim_daily_cost s ON s.day = a.day AND s.sim_id = a.sim_id
+GROUP BY b.day, b.group_id, b.group_name
+"""
+"""Every configured group every day (zero when idle), plus the SIMs of no group as
+'ungrouped': with disjoint groups the rows of a day add up to the account's total."""
