@@ -1,0 +1,126 @@
+"""Per-SIM and per-group costs equal, exactly, independent sums over what the API served."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from decimal import Decimal
+
+from tests.conftest import DAY, served_items
+
+DAY_KEY = DAY.isoformat()
+
+
+def independent_costs(sim, day=DAY) -> tuple[dict[int, Decimal], dict[int, int]]:
+    cost: dict[int, Decimal] = defaultdict(Decimal)
+    count: dict[int, int] = defaultdict(int)
+    for item in served_items(sim, day):
+        cost[item["id"]] += Decimal(str(item["session_cost"]))
+        count[item["id"]] += 1
+    return dict(cost), dict(count)
+
+
+def test_sim_and_group_costs_equal_independent_sums_to_the_cent(make_pipeline):
+    pipeline = make_pipeline()
+    result = pipeline.run(DAY_KEY)
+    assert result.success
+    expected_cost, expected_count = independent_costs(pipeline.sim)
+
+    rows = pipeline.sql("SELECT sim_id, events, cost_eur FROM sim_daily_cost WHERE day = ?", DAY)
+    assert {r[0]: r[2] for r in rows} == expected_cost
+    assert {r[0]: r[1] for r in rows} == expected_count
+
+    sims = pipeline.sim.simulator.dataset.sims
+    group_of = {s.id: s.group_id for s in sims}
+    expected_groups: dict[int | None, Decimal] = defaultdict(Decimal)
+    for sim_id, cost in expected_cost.items():
+        expected_groups[group_of[sim_id]] += cost
+    groups = pipeline.sql(
+        "SELECT group_id, group_name, cost_eur, active_sims FROM group_daily_cost WHERE day = ?",
+        DAY,
+    )
+    assert {g[0]: g[2] for g in groups} == dict(expected_groups)
+    assert {g[0]: g[1] for g in groups} == {
+        1: "Trackers",
+        2: "Vans",
+        3: "Meters",
+        None: "ungrouped",
+    }
+    assert sum(g[2] for g in groups) == sum(expected_cost.values())
+    assert {g[0]: g[3] for g in groups} == {
+        gid: sum(1 for s in expected_cost if group_of[s] == gid) for gid in expected_groups
+    }
+
+
+def test_per_type_columns_add_up_and_match_the_items(make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    by_type: dict[str, Decimal] = defaultdict(Decimal)
+    for item in served_items(pipeline.sim, DAY):
+        by_type[item["type"]] += Decimal(str(item["session_cost"]))
+    ((call, in_sms, out_sms, ussd, total),) = pipeline.sql(
+        "SELECT sum(call_cost_eur), sum(in_sms_cost_eur), sum(out_sms_cost_eur), "
+        "sum(ussd_cost_eur), sum(cost_eur) FROM sim_daily_cost WHERE day = ?",
+        DAY,
+    )
+    assert (call, in_sms, out_sms, ussd) == (
+        by_type["call"],
+        by_type["in_sms"],
+        by_type["out_sms"],
+        by_type["ussd"],
+    )
+    assert total == call + in_sms + out_sms + ussd
+
+
+def test_cost_columns_are_decimal(make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    types = pipeline.sql(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE column_name LIKE '%cost_eur'"
+    )
+    assert len(types) == 1 + 2 * (4 + 1)  # events; per type + total in both rollups
+    assert {t[2] for t in types} == {"DECIMAL(18,6)"}
+
+
+def test_without_groups_every_sim_is_ungrouped(make_pipeline):
+    pipeline = make_pipeline(groups="")
+    pipeline.run(DAY_KEY)
+    expected_cost, _ = independent_costs(pipeline.sim)
+    assert pipeline.sql("SELECT group_id, group_name, cost_eur FROM group_daily_cost") == [
+        (None, "ungrouped", sum(expected_cost.values()))
+    ]
+    assert pipeline.sql("SELECT count(*) FROM sim_group_membership") == [(0,)]
+
+
+def test_an_idle_group_gets_a_row_of_zeros(start_simulator, make_pipeline):
+    from nova_pipeline.simulator import FleetSpec
+
+    sim = start_simulator(fleet=FleetSpec(seed=7, sims=5, groups=12, events_per_sim_day=12))
+    empty_group = next(g for g in range(1, 13) if not sim.simulator.dataset.sim_ids_in_group(g))
+    pipeline = make_pipeline(groups=f"{empty_group}=Spare", sim=sim)
+    pipeline.run(DAY_KEY)
+    assert pipeline.sql(
+        "SELECT active_sims, events, cost_eur FROM group_daily_cost WHERE group_id = ?", empty_group
+    ) == [(0, 0, Decimal(0))]
+
+
+def test_late_and_rerated_records_move_the_day_to_the_new_truth(make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.sim.simulator.set_now(dt.datetime(2026, 11, 19, 5, tzinfo=dt.UTC))
+    pipeline.run(DAY_KEY)
+    first_cost, first_count = independent_costs(pipeline.sim)
+    assert pipeline.sql("SELECT sum(cost_eur) FROM sim_daily_cost") == [(sum(first_cost.values()),)]
+
+    pipeline.sim.simulator.set_now(dt.datetime(2026, 11, 22, 5, tzinfo=dt.UTC))
+    result = pipeline.run(DAY_KEY)
+    final_cost, final_count = independent_costs(pipeline.sim)
+    assert sum(final_count.values()) > sum(first_count.values())
+    assert final_cost != first_cost
+    rows = pipeline.sql("SELECT sim_id, cost_eur FROM sim_daily_cost WHERE day = ?", DAY)
+    assert dict(rows) == final_cost
+    changed = {s for s in final_cost if final_cost[s] != first_cost.get(s)}
+    meta = result.asset_materializations_for_node("sim_daily_cost")[0].metadata
+    assert meta["sims_changed"].value == len(changed)
+    assert Decimal(meta["previous_cost_eur_exact"].value) == sum(first_cost.values())
+    assert Decimal(meta["cost_eur_exact"].value) == sum(final_cost.values())

@@ -1,0 +1,150 @@
+"""Typed events, quarantine, duplicates, time window, and the six tables."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from nova_pipeline.simulator import FleetSpec
+from tests.conftest import DAY, SMALL_FLEET, served_items
+
+DAY_KEY = DAY.isoformat()
+TABLES = [
+    "call_sms_raw_pages",
+    "call_sms_events",
+    "call_sms_rejects",
+    "sim_group_membership",
+    "sim_daily_cost",
+    "group_daily_cost",
+]
+
+
+def check(result, name):
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
+
+
+def test_events_are_typed_one_row_per_sid(make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    served = {i["sid"]: i for i in served_items(pipeline.sim, DAY)}
+    rows = pipeline.sql(
+        "SELECT sid, epoch(occurred_at)::BIGINT, day, type, to_number, cost_eur, sim_id, "
+        "sim_number, iccid, sim_name, out_of_window FROM call_sms_events"
+    )
+    assert len(rows) == len(served)
+    for sid, ts, day, type_, to, cost, sim_id, number, iccid, name, outside in rows:
+        item = served[sid]
+        assert (ts, type_, to, sim_id, number, iccid, name) == (
+            item["date"],
+            item["type"],
+            item["to_number"],
+            item["id"],
+            item["original_number"],
+            item["iccid"],
+            item["name"],
+        )
+        assert cost == Decimal(str(item["session_cost"])) and day == DAY and not outside
+
+
+def test_every_page_is_kept_verbatim_and_indexed(make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    pages = pipeline.sql(
+        "SELECT selector, page, item_count, landing_file, line, request FROM call_sms_raw_pages "
+        "ORDER BY selector, page"
+    )
+    assert {p[0] for p in pages} == {"all", "g_1", "g_2", "g_3"}
+    served = served_items(pipeline.sim, DAY)
+    assert sum(p[2] for p in pages if p[0] == "all") == len(served)
+    for selector, page, count, path, line, request in pages:
+        with open(path, "rb") as landed:
+            record = json.loads(landed.readlines()[line])
+        assert (record["selector"], record["page"]) == (selector, page)
+        assert len(record["body"]["result"]["items"]) == count
+        assert json.loads(request)["body"]["page"] == page
+
+
+def test_bad_items_are_quarantined_with_their_reason_and_totals_unchanged(
+    make_pipeline, start_simulator
+):
+    clean = make_pipeline()
+    clean.run(DAY_KEY)
+    faulty = make_pipeline(faults={"bad_items": 0.5})
+    result = faulty.run(DAY_KEY)
+    injected = [
+        json.loads(raw)
+        for made in faulty.sim.simulator.injected_bad_items.values()
+        for _, raw in made
+    ]
+    rejects = faulty.sql("SELECT item, reason, selector FROM call_sms_rejects")
+    assert len(injected) >= 5
+    assert sorted(json.dumps(json.loads(r[0]), sort_keys=True) for r in rejects) == sorted(
+        json.dumps(i, sort_keys=True) for i in injected
+    )
+    kinds = {kind for made in faulty.sim.simulator.injected_bad_items.values() for kind, _ in made}
+    expected_reason = {
+        "sid_not_int": "sid: expected an integer, got varchar",
+        "cost_not_number": "session_cost: expected a number, got varchar",
+        "date_not_int": "date: expected a Unix timestamp, got varchar",
+        "missing_cost": "session_cost: missing",
+        "missing_sid": "sid: missing",
+        "unknown_type": "type: unknown value mms",
+        "negative_cost": "session_cost: negative (-0.25)",
+    }
+    assert {r[1] for r in rejects} == {expected_reason[k] for k in kinds}
+    assert faulty.sql("SELECT sum(cost_eur), count(*) FROM call_sms_events") == clean.sql(
+        "SELECT sum(cost_eur), count(*) FROM call_sms_events"
+    )
+    assert faulty.sql("SELECT * FROM group_daily_cost") == clean.sql(
+        "SELECT * FROM group_daily_cost"
+    )
+    share = check(result, "rejects_share")
+    assert not share.passed and DAY_KEY in share.description
+
+
+def test_a_high_reject_share_blocks_the_rollups(make_pipeline):
+    pipeline = make_pipeline(faults={"bad_items": 1.0}, page_size=20)
+    result = pipeline.run(DAY_KEY, raise_on_error=False)
+    share = check(result, "rejects_share")
+    assert not share.passed and share.severity.value == "ERROR"
+    assert pipeline.sql("SELECT count(*) FROM sim_daily_cost") == [(0,)]
+    assert not result.success
+
+
+def test_duplicate_items_across_pages_are_collapsed_and_counted(make_pipeline):
+    clean = make_pipeline()
+    clean.run(DAY_KEY)
+    faulty = make_pipeline(faults={"duplicates": 1.0})
+    result = faulty.run(DAY_KEY)
+    assert faulty.sql(
+        "SELECT count(*), count(DISTINCT sid), sum(cost_eur) FROM call_sms_events"
+    ) == clean.sql("SELECT count(*), count(*), sum(cost_eur) FROM call_sms_events")
+    meta = result.asset_materializations_for_node("call_sms_events")[0].metadata
+    pages = faulty.sql("SELECT count(*) FROM call_sms_raw_pages WHERE selector = 'all'")[0][0]
+    assert meta["duplicates_collapsed"].value == 3 * (pages - 1)
+
+
+def test_a_time_zone_mismatch_keeps_events_and_warns(start_simulator, make_pipeline):
+    utc_fleet = FleetSpec(**{**SMALL_FLEET.__dict__, "timezone": "UTC"})
+    pipeline = make_pipeline(sim=start_simulator(fleet=utc_fleet))
+    result = pipeline.run(DAY_KEY)
+    served = served_items(pipeline.sim, DAY)
+    ((events, outside),) = pipeline.sql(
+        "SELECT count(*), count(*) FILTER (WHERE out_of_window) FROM call_sms_events"
+    )
+    assert events == len(served)
+    assert 0.1 < outside / events < 0.35
+    warning = check(result, "out_of_window_share")
+    assert not warning.passed and warning.severity.value == "WARN"
+    assert "NOVA_TIMEZONE" in warning.description and DAY_KEY in warning.description
+    assert result.success
+
+
+def test_all_six_tables_exist_and_hold_the_day(make_pipeline):
+    pipeline = make_pipeline()
+    result = pipeline.run(DAY_KEY)
+    for table in TABLES:
+        days = pipeline.sql(f"SELECT DISTINCT day FROM {table}")
+        assert days == ([(DAY,)] if table != "call_sms_rejects" else [])
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert len(result.get_asset_check_evaluations()) == 8

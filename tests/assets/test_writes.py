@@ -1,0 +1,103 @@
+"""A day is replaced whole: re-runs change nothing, failures keep the old rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import os
+
+import duckdb
+import pytest
+
+from nova_pipeline.warehouse import ensure_schema, replace_days
+from tests.conftest import DAY
+
+DAY_KEY = DAY.isoformat()
+SNAPSHOT = {
+    "call_sms_events": "SELECT * FROM call_sms_events ORDER BY sid",
+    "sim_daily_cost": "SELECT * FROM sim_daily_cost ORDER BY day, sim_id",
+    "group_daily_cost": "SELECT * FROM group_daily_cost ORDER BY day, group_id",
+    "sim_group_membership": "SELECT * FROM sim_group_membership ORDER BY ALL",
+    "call_sms_rejects": "SELECT * FROM call_sms_rejects ORDER BY ALL",
+}
+
+
+def snapshot(pipeline) -> dict[str, list]:
+    return {name: pipeline.sql(sql) for name, sql in SNAPSHOT.items()}
+
+
+def test_rerun_of_a_day_replaces_it(make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    before = snapshot(pipeline)
+    pipeline.run(DAY_KEY)
+    assert snapshot(pipeline) == before
+    assert pipeline.sql("SELECT count(*) - count(DISTINCT sid) FROM call_sms_events") == [(0,)]
+    assert len(before["call_sms_events"]) > 300
+    fetches = glob.glob(str(pipeline.root / "landing/call_sms/day=*/fetch=*"))
+    assert len(fetches) == 1, "the older fetch of the day is pruned once the new one is committed"
+
+
+def test_a_range_run_gives_the_same_tables_as_days_run_one_by_one(make_pipeline, start_simulator):
+    sim = start_simulator()
+    ranged = make_pipeline(sim=sim)
+    ranged.run("2026-11-15", "2026-11-18")
+    daily = make_pipeline(sim=sim)
+    for day in ("2026-11-15", "2026-11-16", "2026-11-17", "2026-11-18"):
+        daily.run(day)
+    assert snapshot(ranged) == snapshot(daily)
+    assert len({r[2] for r in snapshot(ranged)["call_sms_events"]}) == 4
+
+
+def test_a_failure_between_delete_and_insert_keeps_the_previous_rows(make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    before = snapshot(pipeline)
+    for path in glob.glob(str(pipeline.root / "landing/call_sms/day=*/fetch=*/all.ndjson")):
+        os.remove(path)
+    result = pipeline.run(
+        DAY_KEY, selection=["call_sms_events", "call_sms_rejects"], raise_on_error=False
+    )
+    assert not result.success
+    assert snapshot(pipeline) == before
+
+
+def test_replace_days_rolls_back_every_table_on_error(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ensure_schema(con)
+    con.execute("INSERT INTO call_sms_rejects VALUES (?, 'all', 0, 'old', '{}')", [DAY])
+    con.execute("INSERT INTO sim_group_membership VALUES (?, 1, 'A', 7)", [DAY])
+
+    def boom(c):
+        raise RuntimeError("insert failed")
+
+    with pytest.raises(RuntimeError):
+        replace_days(
+            con,
+            DAY,
+            DAY,
+            {
+                "sim_group_membership": lambda c: None,
+                "call_sms_rejects": boom,
+            },
+        )
+    assert con.execute("SELECT count(*) FROM sim_group_membership").fetchone() == (1,)
+    assert con.execute("SELECT reason FROM call_sms_rejects").fetchall() == [("old",)]
+    counts = replace_days(con, DAY, DAY + dt.timedelta(1), {"sim_group_membership": lambda c: None})
+    assert counts == {"sim_group_membership": 0}
+
+
+def test_a_failed_pull_writes_nothing_and_keeps_the_previous_day(make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    before = snapshot(pipeline)
+    pages_before = pipeline.sql("SELECT * FROM call_sms_raw_pages ORDER BY ALL")
+    pipeline.sim.simulator.faults.rates["server_error"] = 1.0
+    pipeline.resources["nova_api"] = pipeline.resources["nova_api"].model_copy(
+        update={"max_attempts": 2}
+    )
+    result = pipeline.run(DAY_KEY, raise_on_error=False)
+    assert not result.success
+    assert pipeline.sql("SELECT * FROM call_sms_raw_pages ORDER BY ALL") == pages_before
+    assert snapshot(pipeline) == before
+    assert len(glob.glob(str(pipeline.root / "landing/call_sms/day=*/fetch=*"))) == 1

@@ -1,0 +1,50 @@
+"""Settings: defaults, and one clear error naming the variable for each bad value."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from nova_pipeline.settings import SettingsError, load_settings, parse_groups
+
+
+def test_defaults_point_at_the_simulator_and_almaty():
+    s = load_settings({})
+    assert s.api_url == "http://127.0.0.1:8765/api"
+    assert s.timezone == "Asia/Almaty" and s.start_date == dt.date(2024, 1, 1)
+    assert s.page_size == 1000 and s.max_pages == 100_000 and s.lookback_days == 3
+    assert s.duckdb_path == Path("data/nova.duckdb") and s.groups == {}
+
+
+def test_the_token_never_shows_in_the_settings_repr():
+    assert "s3cret" not in repr(load_settings({"NOVA_API_TOKEN": "s3cret"}))
+
+
+def test_groups_parse_and_duckdb_path_follows_data_dir():
+    s = load_settings({"NOVA_GROUPS": "1=Trackers, 2 = Fleet vans", "NOVA_DATA_DIR": "/x"})
+    assert s.groups == {1: "Trackers", 2: "Fleet vans"}
+    assert s.duckdb_path == Path("/x/nova.duckdb")
+    assert parse_groups("") == {}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"NOVA_GROUPS": "Trackers"}, "NOVA_GROUPS: 'Trackers' is not `<id>=<name>`"),
+        ({"NOVA_GROUPS": "1=A,1=B"}, "NOVA_GROUPS: group id 1 is given twice"),
+        ({"NOVA_TIMEZONE": "Mars/Olympus"}, "NOVA_TIMEZONE: 'Mars/Olympus' is not a known"),
+        ({"NOVA_START_DATE": "2999-01-01"}, "NOVA_START_DATE: 2999-01-01 is not in the past"),
+        ({"NOVA_START_DATE": "01.01.2024"}, "NOVA_START_DATE: '01.01.2024' is not a date"),
+        ({"NOVA_API_URL": "ftp://x"}, "NOVA_API_URL: 'ftp://x' is not an http(s) URL"),
+        ({"NOVA_PAGE_SIZE": "lots"}, "NOVA_PAGE_SIZE: 'lots' is not a whole number"),
+        ({"NOVA_PAGE_SIZE": "0"}, "NOVA_PAGE_SIZE: 0 is below the minimum 1"),
+        ({"NOVA_SCHEDULE_TIME": "25:00"}, "NOVA_SCHEDULE_TIME: '25:00' is not a time of day"),
+        ({"NOVA_REJECT_ERROR_SHARE": "2"}, "NOVA_REJECT_ERROR_SHARE: 2.0 must be below 1"),
+    ],
+)
+def test_a_bad_setting_names_itself(env, message):
+    with pytest.raises(SettingsError) as error:
+        load_settings(env)
+    assert message in str(error.value)
