@@ -28,6 +28,9 @@ test: $(STAMP)
 	$(BIN)/ruff format --check nova_pipeline tests
 	$(BIN)/python -m pytest
 
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m nova_pipeline.ui
+
 simulator: $(STAMP)
 	$(BIN)/python -m nova_pipeline.simulator --port $(PORT)
 

@@ -59,7 +59,7 @@ def main() -> int:
             flush=True,
         )
         with dg.DagsterInstance.get() as instance:
-            result = defs.get_job_def("call_sms_job").execute_in_process(
+            result = defs.resolve_job_def("call_sms_job").execute_in_process(
                 instance=instance,
                 run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
                 tags={
