@@ -1,9 +1,10 @@
 """Asset checks that say when the numbers can be trusted.
 
 Each check evaluates every day of the run (one day, or a backfill's batch) and names the
-failing days in its description and metadata: in Dagster 1.13 a range run records one
-evaluation for the whole range, so the result itself must say which day failed. Run
-alone from the UI without a partition, a check covers every day in the table.
+failing days in its description and metadata. In Dagster 1.13 a one-day run records the
+evaluation against that day, but a range run records one evaluation with no partition
+(and leaves each day's record PLANNED), so the result itself must say which day failed.
+Run alone from the UI without a partition, a check covers every day in the table.
 
 Blocking checks stop the rollups of the run: costs are not computed from events that
 broke a rule.
@@ -26,7 +27,10 @@ ALL_DAYS = (dt.date(1970, 1, 1), dt.date(9999, 12, 31))
 
 
 def _days(context: dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date]:
-    return day_range(context) if context.has_partition_key_range else ALL_DAYS
+    """The run's days; a check run on its own, with no partition, covers every day."""
+    if context.has_partition_key or context.has_partition_key_range:
+        return day_range(context)
+    return ALL_DAYS
 
 
 def _query(duckdb_resource: DuckDBResource, sql: str, days: tuple[dt.date, dt.date]) -> list:
