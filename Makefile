@@ -34,6 +34,9 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 simulator: $(STAMP)
 	$(BIN)/python -m nova_pipeline.simulator --port $(PORT)
 
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check --fix nova_pipeline tests
 	$(BIN)/ruff format nova_pipeline tests

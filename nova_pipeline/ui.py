@@ -1,4 +1,6 @@
-"""`make ui`: the simulator and `dagster dev` (webserver + daemon), stopped together on Ctrl-C.
+"""`make ui`: the simulator and `dagster dev` (webserver + daemon), stopped together on Ctrl-C;
+and a small driver of the UI's GraphQL API (backfills), used by the end-to-end test and the
+benchmark.
 
 `dagster dev` started from a non-interactive shell inherits SIGINT and SIGTERM as ignored
 (measured here), so it is started in its own session with default signal handling and
@@ -12,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,6 +68,74 @@ def dagster_dev(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+BACKFILL_STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    ... on PartitionBackfill { status runs { id status startTime endTime } }
+    ... on PythonError { message }
+  }
+}"""
+UNFINISHED = ("REQUESTED", "CANCELING", "FAILING")
+
+
+def graphql(url: str, query: str, **variables: object) -> dict:
+    answer = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=60)
+    answer.raise_for_status()
+    body = answer.json()
+    if body.get("errors"):
+        raise RuntimeError(f"GraphQL error: {body['errors']}")
+    return body["data"]
+
+
+def launch_backfill(url: str, asset_keys: Sequence[str], partitions: Sequence[str]) -> str:
+    """What the UI's "Materialize selected" over a partition range sends."""
+    params = {
+        "partitionNames": list(partitions),
+        "assetSelection": [{"path": [key]} for key in asset_keys],
+    }
+    launched = graphql(url, LAUNCH_BACKFILL, params=params)["launchPartitionBackfill"]
+    if launched["__typename"] != "LaunchBackfillSuccess":
+        raise RuntimeError(f"backfill not launched: {launched}")
+    return launched["backfillId"]
+
+
+def wait_for_backfill(
+    url: str, backfill_id: str, timeout_s: float = 900, settle_s: float = 60
+) -> dict:
+    """Poll until the backfill is done; returns its status and runs.
+
+    When two asset backfills overlap, Dagster 1.13 can leave one REQUESTED for good after
+    all its runs succeeded (the other backfill re-materialised some of its partitions;
+    dagster issue #19635). If every run has finished and nothing changed for `settle_s`,
+    the state is returned as it is, with `"stalled": True`.
+    """
+    deadline = time.monotonic() + timeout_s
+    last_change, last_seen = time.monotonic(), None
+    while True:
+        state = graphql(url, BACKFILL_STATUS, id=backfill_id)["partitionBackfillOrError"]
+        if state["status"] not in UNFINISHED:
+            return state
+        seen = [(run["id"], run["status"]) for run in state["runs"]]
+        if seen != last_seen:
+            last_change, last_seen = time.monotonic(), seen
+        finished = seen and all(s in ("SUCCESS", "FAILURE", "CANCELED") for _, s in seen)
+        if finished and time.monotonic() - last_change > settle_s:
+            return {**state, "stalled": True}
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"backfill {backfill_id} still {state['status']} after {timeout_s} s"
+            )
+        time.sleep(1)
 
 
 def main() -> int:

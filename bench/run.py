@@ -1,0 +1,327 @@
+"""`make bench`: throughput, memory and backfill overhead of the pipeline on this machine.
+
+The simulator always runs as a separate process on loopback. Each end-to-end figure is
+one Dagster run in a fresh Python process (so its peak RSS is its own). Writes
+bench/results/latest.json and docs/benchmarks.md.
+
+    python bench/run.py            # the full benchmark (about 10 minutes here)
+    python bench/run.py --smoke    # tiny volumes, no targets (used by the test suite)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from nova_pipeline.api import ClientConfig, NovaClient, build_http_client  # noqa: E402
+from nova_pipeline.simulator.process import free_port, simulator_process  # noqa: E402
+
+NOW = "2026-11-20T12:00:00+05:00"
+DAY = dt.date(2026, 11, 18)
+ASSET_KEYS = [
+    "call_sms_raw_pages",
+    "call_sms_events",
+    "call_sms_rejects",
+    "sim_group_membership",
+    "sim_daily_cost",
+    "group_daily_cost",
+]
+STAGES = {
+    "call_sms_raw_pages": "fetch + index raw pages",
+    "call_sms_events": "parse/validate + write events",
+    "sim_group_membership": "group membership",
+    "sim_daily_cost": "rollups",
+    "group_daily_cost": "rollups",
+}
+
+
+def sim_args(sims: int, per_day: float = 20) -> list[str]:
+    return [
+        "--sims",
+        str(sims),
+        "--groups",
+        "0",
+        "--events-per-sim-day",
+        str(per_day),
+        "--now",
+        NOW,
+        "--seed",
+        "11",
+    ]
+
+
+def ddmmyyyy(day: dt.date) -> str:
+    return day.strftime("%d-%m-%Y")
+
+
+def warm_up(api_url: str, first: dt.date, last: dt.date) -> None:
+    """Have the simulator generate the days before anything is timed."""
+    client = build_http_client(api_url, read_timeout_s=600)
+    day = first
+    while day <= last:
+        body = {
+            "filter": {"start": ddmmyyyy(day), "end": ddmmyyyy(day)},
+            "select": ["all"],
+            "page": 0,
+            "size": 1,
+        }
+        client.post("/report/call_sms", json=body).raise_for_status()
+        day += dt.timedelta(days=1)
+    client.close()
+
+
+def ceiling(api_url: str) -> float:
+    """The project's client fetching and decoding the day, writing nothing: items/s."""
+    with NovaClient(build_http_client(api_url), ClientConfig(page_size=1000)) as client:
+        started = time.perf_counter()
+        items = sum(len(page.items) for page in client.pages(DAY, DAY, "all"))
+        return items / (time.perf_counter() - started)
+
+
+def simulator_rate(api_url: str) -> float:
+    """What the simulator serves to a minimal client (stdlib, no decoding): items/s."""
+    host, port = api_url.split("//")[1].split("/")[0].split(":")
+    conn = http.client.HTTPConnection(host, int(port))
+    items, page, started = 0, 0, time.perf_counter()
+    while True:
+        body = json.dumps(
+            {
+                "filter": {"start": ddmmyyyy(DAY), "end": ddmmyyyy(DAY)},
+                "select": ["all"],
+                "page": page,
+                "size": 1000,
+            }
+        )
+        conn.request(
+            "POST", "/api/report/call_sms", body=body, headers={"Content-Type": "application/json"}
+        )
+        got = conn.getresponse().read().count(b'"sid"')
+        if not got:
+            return items / (time.perf_counter() - started)
+        items += got
+        page += 1
+
+
+def run_day_in_child(api_url: str, workdir: Path) -> dict:
+    """One Dagster run of every asset for DAY, in a fresh process: timings and peak RSS."""
+    env = {
+        **os.environ,
+        "NOVA_API_URL": api_url,
+        "NOVA_DATA_DIR": str(workdir / "data"),
+        "DAGSTER_HOME": str(workdir / "home"),
+        "NOVA_GROUPS": "",
+    }
+    (workdir / "home").mkdir(parents=True, exist_ok=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "child", DAY.isoformat()],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark run failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child(day: str) -> None:
+    """Inside the child: materialise the whole graph for one day, report as JSON."""
+    import dagster as dg
+
+    from nova_pipeline.definitions import defs
+
+    with dg.DagsterInstance.get() as instance:
+        started = time.perf_counter()
+        result = defs.resolve_job_def("call_sms_job").execute_in_process(
+            instance=instance,
+            partition_key=day,
+            raise_on_error=True,
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        )
+        total = time.perf_counter() - started
+        steps: dict[str, float] = {}
+        begun: dict[str, float] = {}
+        for entry in instance.all_logs(result.run_id):
+            event = entry.dagster_event
+            if event is None or event.step_key is None:
+                continue
+            if event.event_type_value == "STEP_START":
+                begun[event.step_key] = entry.timestamp
+            elif event.event_type_value == "STEP_SUCCESS":
+                steps[event.step_key] = entry.timestamp - begun[event.step_key]
+    raw = result.asset_materializations_for_node("call_sms_raw_pages")[0].metadata
+    events = result.asset_materializations_for_node("call_sms_events")[0].metadata
+    stages: dict[str, float] = {"fetch": raw["fetch_seconds"].value}
+    stages["index raw pages"] = steps["call_sms_raw_pages"] - stages["fetch"]
+    for step, seconds in steps.items():
+        name = STAGES.get(step, "checks")
+        if step != "call_sms_raw_pages":
+            stages[name] = stages.get(name, 0.0) + seconds
+    print(
+        json.dumps(
+            {
+                "events": events["dagster/row_count"].value,
+                "seconds": total,
+                "stages": {k: round(v, 3) for k, v in stages.items()},
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+def e2e(sims: int, workdir: Path) -> dict:
+    with simulator_process(sim_args(sims)) as api_url:
+        warm_up(api_url, DAY, DAY)
+        result = run_day_in_child(api_url, workdir)
+    result["events_per_s"] = result["events"] / result["seconds"]
+    return result
+
+
+def backfill(days: int, per_day_sims: int, days_per_run: int, workdir: Path) -> dict:
+    """A backfill launched the way the UI does (GraphQL on `dagster dev`)."""
+    from nova_pipeline.ui import dagster_dev, launch_backfill, wait_for_backfill
+
+    home = workdir / "home"
+    home.mkdir(parents=True)
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    last = DAY
+    first = last - dt.timedelta(days=days - 1)
+    with simulator_process(sim_args(per_day_sims)) as api_url:
+        warm_up(api_url, first, last)
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "NOVA_API_URL": api_url,
+            "NOVA_DATA_DIR": str(workdir / "data"),
+            "NOVA_GROUPS": "",
+            "NOVA_BACKFILL_DAYS_PER_RUN": str(days_per_run),
+        }
+        with dagster_dev(env, port=free_port()) as url:
+            partitions = [(first + dt.timedelta(days=i)).isoformat() for i in range(days)]
+            started = time.perf_counter()
+            state = wait_for_backfill(url, launch_backfill(url, ASSET_KEYS, partitions))
+            seconds = time.perf_counter() - started
+    if state["status"] != "COMPLETED_SUCCESS":
+        raise RuntimeError(f"backfill ended {state['status']}")
+    return {"runs": len(state["runs"]), "seconds": seconds, "seconds_per_day": seconds / days}
+
+
+def write_report(results: dict, path_json: Path, path_md: Path) -> None:
+    path_json.parent.mkdir(parents=True, exist_ok=True)
+    path_json.write_text(json.dumps(results, indent=2) + "\n")
+    r = results
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `make bench` on {r['date']}: {r['machine']}. The simulator runs as a "
+        "separate process on loopback; each end-to-end figure is one Dagster run of every "
+        "asset and check for one provider day, in a fresh process, without group pulls.",
+        "",
+        "| figure | value | target |",
+        "|---|---|---|",
+        f"| simulator serving rate | {r['simulator_items_per_s']:,.0f} items/s | ≥ 300,000 |",
+        f"| ceiling: project client fetch + decode, no writes | "
+        f"{r['ceiling_events_per_s']:,.0f} items/s | — |",
+        f"| end to end, 1,000,000-event day | {r['e2e_events_per_s_1m']:,.0f} events/s "
+        f"({r['e2e_seconds_1m']:.1f} s) | ≥ 150,000 and ≥ 60% of ceiling |",
+        f"| end to end / ceiling | {r['e2e_to_ceiling_ratio']:.0%} | ≥ 60% |",
+        f"| peak RSS, 100,000-event day | {r['peak_rss_mb_100k']:.0f} MB | — |",
+        f"| peak RSS, 1,000,000-event day | {r['peak_rss_mb_1m']:.0f} MB | ≤ 400 MB |",
+        f"| RSS 1M / 100k | {r['rss_ratio_1m_to_100k']:.2f} | ≤ 1.3 |",
+        f"| backfill 60 days x 20,000 events, batched | {r['backfill_runs_batched']} runs, "
+        f"{r['backfill_seconds_per_day_batched']:.2f} s/day | — |",
+        f"| same, one run per day | {r['backfill_runs_per_run']} runs, "
+        f"{r['backfill_seconds_per_day_per_run']:.2f} s/day | — |",
+        f"| batched / per-run seconds per day | {r['backfill_batched_to_per_run_ratio']:.2f} "
+        "| ≤ 0.2 |",
+        "",
+        "Seconds per stage, 1,000,000-event day:",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *[f"| {k} | {v:.2f} |" for k, v in r["stages_1m"].items()],
+        "",
+    ]
+    path_md.write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true", help="tiny volumes, for tests")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest.json")
+    parser.add_argument("--md", type=Path, default=REPO / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    big, small, days, per_day = (50_000, 5_000, 60, 1_000) if not args.smoke else (60, 20, 3, 10)
+    results: dict = {
+        "date": dt.date.today().isoformat(),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python "
+        f"{platform.python_version()}",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        with simulator_process(sim_args(big)) as api_url:
+            warm_up(api_url, DAY, DAY)
+            results["simulator_items_per_s"] = simulator_rate(api_url)
+            results["ceiling_events_per_s"] = ceiling(api_url)
+        print(
+            f"ceiling {results['ceiling_events_per_s']:,.0f} items/s, simulator "
+            f"{results['simulator_items_per_s']:,.0f} items/s",
+            flush=True,
+        )
+        one_m = e2e(big, tmp_path / "big")
+        hundred_k = e2e(small, tmp_path / "small")
+        results |= {
+            "e2e_events_per_s_1m": one_m["events_per_s"],
+            "e2e_seconds_1m": one_m["seconds"],
+            "e2e_events_1m": one_m["events"],
+            "stages_1m": one_m["stages"],
+            "peak_rss_mb_1m": one_m["peak_rss_mb"],
+            "peak_rss_mb_100k": hundred_k["peak_rss_mb"],
+            "e2e_events_100k": hundred_k["events"],
+        }
+        print(
+            f"end to end: {one_m['events']:,} events in {one_m['seconds']:.1f} s, "
+            f"peak RSS {one_m['peak_rss_mb']:.0f} MB (100k: {hundred_k['peak_rss_mb']:.0f} MB)",
+            flush=True,
+        )
+        batched = backfill(days, per_day, 31, tmp_path / "batched")
+        per_run = backfill(days, per_day, 1, tmp_path / "per_run")
+        results |= {
+            "backfill_days": days,
+            "backfill_runs_batched": batched["runs"],
+            "backfill_seconds_per_day_batched": batched["seconds_per_day"],
+            "backfill_runs_per_run": per_run["runs"],
+            "backfill_seconds_per_day_per_run": per_run["seconds_per_day"],
+        }
+    results["e2e_to_ceiling_ratio"] = (
+        results["e2e_events_per_s_1m"] / results["ceiling_events_per_s"]
+    )
+    results["rss_ratio_1m_to_100k"] = results["peak_rss_mb_1m"] / results["peak_rss_mb_100k"]
+    results["backfill_batched_to_per_run_ratio"] = (
+        results["backfill_seconds_per_day_batched"] / results["backfill_seconds_per_day_per_run"]
+    )
+    assert results["backfill_runs_batched"] == math.ceil(days / 31)
+    write_report(results, args.out, args.md)
+    print(args.md.read_text())
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "child":
+        child(sys.argv[2])
+    else:
+        main()
