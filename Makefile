@@ -24,8 +24,8 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -W ignore::UserWarning -m nova_pipeline.demo
 
 test: $(STAMP)
-	$(BIN)/ruff check nova_pipeline tests
-	$(BIN)/ruff format --check nova_pipeline tests
+	$(BIN)/ruff check nova_pipeline tests bench
+	$(BIN)/ruff format --check nova_pipeline tests bench
 	$(BIN)/python -m pytest
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
@@ -38,8 +38,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check --fix nova_pipeline tests
-	$(BIN)/ruff format nova_pipeline tests
+	$(BIN)/ruff check --fix nova_pipeline tests bench
+	$(BIN)/ruff format nova_pipeline tests bench
 
 clean:
 	rm -rf data .dagster_home

@@ -30,17 +30,13 @@ sys.path.insert(0, str(REPO))
 
 from nova_pipeline.api import ClientConfig, NovaClient, build_http_client  # noqa: E402
 from nova_pipeline.simulator.process import free_port, simulator_process  # noqa: E402
+from nova_pipeline.warehouse import TABLES  # noqa: E402
 
 NOW = "2026-11-20T12:00:00+05:00"
+PER_RUN_DAYS = 20
+"""One run per day is measured over 20 days, not 60: at 8-10 s of start-up per run it
+would take most of the 15-minute budget; its seconds per day do not depend on the count."""
 DAY = dt.date(2026, 11, 18)
-ASSET_KEYS = [
-    "call_sms_raw_pages",
-    "call_sms_events",
-    "call_sms_rejects",
-    "sim_group_membership",
-    "sim_daily_cost",
-    "group_daily_cost",
-]
 STAGES = {
     "call_sms_raw_pages": "fetch + index raw pages",
     "call_sms_events": "parse/validate + write events",
@@ -213,11 +209,12 @@ def backfill(days: int, per_day_sims: int, days_per_run: int, workdir: Path) -> 
         }
         with dagster_dev(env, port=free_port()) as url:
             partitions = [(first + dt.timedelta(days=i)).isoformat() for i in range(days)]
-            started = time.perf_counter()
-            state = wait_for_backfill(url, launch_backfill(url, ASSET_KEYS, partitions))
-            seconds = time.perf_counter() - started
+            launched_at = time.time()
+            state = wait_for_backfill(url, launch_backfill(url, list(TABLES), partitions))
     if state["status"] != "COMPLETED_SUCCESS":
         raise RuntimeError(f"backfill ended {state['status']}")
+    # Launch to the end of the last run: the daemon's later bookkeeping tick is not work.
+    seconds = max(run["endTime"] for run in state["runs"]) - launched_at
     return {"runs": len(state["runs"]), "seconds": seconds, "seconds_per_day": seconds / days}
 
 
@@ -245,7 +242,8 @@ def write_report(results: dict, path_json: Path, path_md: Path) -> None:
         f"| RSS 1M / 100k | {r['rss_ratio_1m_to_100k']:.2f} | ≤ 1.3 |",
         f"| backfill 60 days x 20,000 events, batched | {r['backfill_runs_batched']} runs, "
         f"{r['backfill_seconds_per_day_batched']:.2f} s/day | — |",
-        f"| same, one run per day | {r['backfill_runs_per_run']} runs, "
+        f"| same, one run per day (first {r['backfill_days_per_run_mode']} days) | "
+        f"{r['backfill_runs_per_run']} runs, "
         f"{r['backfill_seconds_per_day_per_run']:.2f} s/day | — |",
         f"| batched / per-run seconds per day | {r['backfill_batched_to_per_run_ratio']:.2f} "
         "| ≤ 0.2 |",
@@ -267,6 +265,7 @@ def main() -> None:
     parser.add_argument("--md", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
     big, small, days, per_day = (50_000, 5_000, 60, 1_000) if not args.smoke else (60, 20, 3, 10)
+    per_run_days = PER_RUN_DAYS if not args.smoke else 2
     results: dict = {
         "date": dt.date.today().isoformat(),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python "
@@ -300,12 +299,13 @@ def main() -> None:
             flush=True,
         )
         batched = backfill(days, per_day, 31, tmp_path / "batched")
-        per_run = backfill(days, per_day, 1, tmp_path / "per_run")
+        per_run = backfill(per_run_days, per_day, 1, tmp_path / "per_run")
         results |= {
             "backfill_days": days,
             "backfill_runs_batched": batched["runs"],
             "backfill_seconds_per_day_batched": batched["seconds_per_day"],
             "backfill_runs_per_run": per_run["runs"],
+            "backfill_days_per_run_mode": per_run_days,
             "backfill_seconds_per_day_per_run": per_run["seconds_per_day"],
         }
     results["e2e_to_ceiling_ratio"] = (

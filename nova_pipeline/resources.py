@@ -68,12 +68,20 @@ class LandingZoneResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(DuckDBResource):
-    """The DuckDB warehouse: a connection in UTC with every table in place."""
+    """The DuckDB warehouse: a connection in UTC with every table in place.
+
+    DuckDB's memory is capped and insertion order not preserved, so a million-item day
+    streams and spills instead of growing with the day (measured: 725 MB peak for 1M
+    events uncapped)."""
+
+    memory_limit: str = "256MB"
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with super().get_connection() as con:
             con.execute("SET TimeZone = 'UTC'")
+            con.execute(f"SET memory_limit = '{self.memory_limit}'")
+            con.execute("SET preserve_insertion_order = false")
             ensure_schema(con)
             yield con
 

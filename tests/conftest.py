@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
 import warnings
+from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -88,7 +95,7 @@ class Pipeline:
             return con.execute(query, list(params)).fetchall()
 
 
-def served_items(sim: RunningSimulator, day: dt.date, selector: str = "all") -> list[dict]:
+def served_items(api_url: str, day: dt.date, selector: str = "all") -> list[dict]:
     """What the API serves for a day, read with plain httpx: the independent reference."""
     items, page = [], 0
     text = day.strftime("%d-%m-%Y")
@@ -99,11 +106,67 @@ def served_items(sim: RunningSimulator, day: dt.date, selector: str = "all") -> 
             "page": page,
             "size": 1000,
         }
-        got = httpx.post(f"{sim.api_url}/report/call_sms", json=body, timeout=30).json()
+        got = httpx.post(f"{api_url}/report/call_sms", json=body, timeout=30).json()
         if not got["result"]["items"]:
             return items
         items += got["result"]["items"]
         page += 1
+
+
+def independent_costs(
+    api_url: str, day: dt.date = DAY
+) -> tuple[dict[int, Decimal], dict[int, int]]:
+    """Euro and event count per SIM, summed as Decimal over the items the API serves."""
+    cost: dict[int, Decimal] = defaultdict(Decimal)
+    count: dict[int, int] = defaultdict(int)
+    for item in served_items(api_url, day):
+        cost[item["id"]] += Decimal(str(item["session_cost"]))
+        count[item["id"]] += 1
+    return dict(cost), dict(count)
+
+
+def dagster_materialize(env: dict[str, str], day: dt.date = DAY) -> subprocess.CompletedProcess:
+    """The documented CLI: `dagster asset materialize --select '*' --partition <day>`."""
+    dagster = Path(sys.executable).with_name("dagster")
+    return subprocess.run(
+        [
+            str(dagster),
+            "asset",
+            "materialize",
+            "-m",
+            "nova_pipeline.definitions",
+            "--select",
+            "*",
+            "--partition",
+            day.isoformat(),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@contextmanager
+def dagster_dev_stack(tmp_path: Path, sim_args: list[str], **env: str):
+    """Simulator + `dagster dev` on free loopback ports with a temp DAGSTER_HOME holding the
+    repo's dagster.yaml; yields (webserver URL, API URL, DuckDB path)."""
+    from nova_pipeline.simulator.process import free_port, simulator_process
+    from nova_pipeline.ui import REPO, dagster_dev
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    with simulator_process(sim_args) as api_url:
+        full_env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "NOVA_API_URL": api_url,
+            "NOVA_DATA_DIR": str(tmp_path / "data"),
+            **env,
+        }
+        with dagster_dev(full_env, port=free_port()) as url:
+            yield url, api_url, tmp_path / "data" / "nova.duckdb"
 
 
 @pytest.fixture

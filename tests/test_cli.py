@@ -3,51 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import duckdb
 
 from nova_pipeline.simulator.process import simulator_process
-from tests.assets.test_costs import independent_costs
-from tests.conftest import DAY
-
-SIX_TABLES = {
-    "call_sms_raw_pages",
-    "call_sms_events",
-    "call_sms_rejects",
-    "sim_group_membership",
-    "sim_daily_cost",
-    "group_daily_cost",
-}
-
-
-class _Sim:
-    def __init__(self, api_url: str) -> None:
-        self.api_url = api_url
-
-
-def materialize(env: dict[str, str]) -> subprocess.CompletedProcess:
-    dagster = Path(sys.executable).with_name("dagster")
-    return subprocess.run(
-        [
-            str(dagster),
-            "asset",
-            "materialize",
-            "-m",
-            "nova_pipeline.definitions",
-            "--select",
-            "*",
-            "--partition",
-            DAY.isoformat(),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from nova_pipeline.warehouse import TABLES
+from tests.conftest import DAY, dagster_materialize, independent_costs
 
 
 def test_dagster_asset_materialize_builds_the_six_tables_and_reruns_change_nothing(tmp_path):
@@ -74,9 +36,9 @@ def test_dagster_asset_materialize_builds_the_six_tables_and_reruns_change_nothi
             "NOVA_DATA_DIR": str(tmp_path / "data"),
             "DAGSTER_HOME": str(home),
         }
-        first = materialize(env)
+        first = dagster_materialize(env)
         assert first.returncode == 0, first.stderr[-3000:]
-        expected, _ = independent_costs(_Sim(api_url))
+        expected, _ = independent_costs(api_url)
 
         def state():
             with duckdb.connect(env["NOVA_DUCKDB_PATH"], read_only=True) as con:
@@ -93,9 +55,9 @@ def test_dagster_asset_materialize_builds_the_six_tables_and_reruns_change_nothi
             return tables, sims, groups, events
 
         tables, sims, groups, events = state()
-        assert tables == SIX_TABLES
+        assert tables == set(TABLES)
         assert sims == expected
         assert sum((g[1] for g in groups), Decimal(0)) == sum(expected.values())
-        second = materialize(env)
+        second = dagster_materialize(env)
         assert second.returncode == 0, second.stderr[-3000:]
         assert state() == (tables, sims, groups, events)

@@ -169,9 +169,15 @@ class NovaClient:
                 reason,
             )
             time.sleep(wait)
+        unreachable = all(r.startswith(("connection error", "timeout")) for r in reasons)
         raise RetriesExhausted(
             f"{request.fingerprint}: gave up after {policy.max_attempts} attempts "
             f"(NOVA_MAX_ATTEMPTS); reasons: {', '.join(reasons)}"
+            + (
+                f". Is NOVA_API_URL ({str(self.http.base_url).rstrip('/')}) right and reachable?"
+                if unreachable
+                else ""
+            )
         )
 
     def _attempt(

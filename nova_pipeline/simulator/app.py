@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 
 from nova_pipeline.simulator.dataset import Dataset, FleetSpec
-from nova_pipeline.simulator.faults import BAD_ITEM_KINDS, Faults, bad_item
+from nova_pipeline.simulator.faults import BAD_ITEM_KINDS, EXTRA_FIELD, Faults, bad_item
 
 API_PATH = "/api/report/call_sms"
 DATE_RE = re.compile(r"(\d{2})-(\d{2})-(\d{4})")
@@ -171,6 +171,8 @@ class Simulator:
         chosen = items[lo:hi]
         if chosen and page > 0 and faults.hits("duplicates", query.key, page):
             chosen = items[max(0, lo - 3) : lo] + chosen
+        if chosen and faults.hits("extra_fields", query.key, page):
+            chosen = [item[:-1] + EXTRA_FIELD for item in chosen]
         if chosen and faults.hits("bad_items", query.key, page):
             chosen = chosen + self._bad_items(query, page)
         return b'{"code":200,"message":"OK","result":{"items":[' + b",".join(chosen) + b"]}}"
@@ -194,9 +196,12 @@ class Simulator:
     def attempt(self, body: bytes) -> int:
         """How many times this exact request body has been seen, this one included."""
         with self._lock:
-            self.requests += 1
             self._attempts[body] += 1
             return self._attempts[body]
+
+    def count_request(self) -> None:
+        with self._lock:
+            self.requests += 1
 
 
 def _date(value: object, name: str) -> dt.date:
@@ -241,6 +246,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path != API_PATH:
             self._send(404, _error_body(404, f"no such path {self.path}"))
             return
+        sim.count_request()
         token = sim.config.token
         if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
             self._send(401, _error_body(401, "authorization required: invalid or missing token"))

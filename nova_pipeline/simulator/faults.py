@@ -2,8 +2,8 @@
 
 Transport faults (429, 5xx, slow, disconnect, truncated body) depend on how many times the
 same request was already made, so a retry can succeed. Content faults (bad items,
-duplicates, an ignored page number) depend only on the request, so every retry of a page
-sees the same content.
+duplicates, an ignored page number, schema drift) depend only on the request, so every
+retry of a page sees the same content.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ FAULTS = (
     "bad_items",
     "duplicates",
     "ignore_page",
+    "extra_fields",
 )
 DEFAULT_RATES = {
     "rate_limit": 0.1,
@@ -30,6 +31,7 @@ DEFAULT_RATES = {
     "bad_items": 0.2,
     "duplicates": 0.2,
     "ignore_page": 1.0,
+    "extra_fields": 0.2,
 }
 
 BAD_ITEM_KINDS = (
@@ -41,6 +43,8 @@ BAD_ITEM_KINDS = (
     "unknown_type",
     "negative_cost",
 )
+EXTRA_FIELD = b',"roaming":false}'
+"""Schema drift: a field the contract does not have, added to every item of a hit page."""
 BAD_SID_BASE = 9_000_000_000_000
 """Bad items that carry a sid use this range, far from any real sid."""
 

@@ -32,59 +32,71 @@ PAGE_COLUMNS = (
 )
 
 
+FIELDS_STRUCTURE = "{" + ", ".join(f'"{name}": "JSON"' for name in CONTRACT_FIELDS) + "}"
+"""Each item is parsed once into its contract fields, each still JSON (type kept)."""
+
+
 def _must(field: str, allowed: str, what: str) -> str:
-    t = f"json_type(item, '$.{field}')"
+    t = f"json_type(f.{field})"
     return (
-        f"CASE WHEN {t} IS NULL THEN '{field}: missing' "
+        f"CASE WHEN f.{field} IS NULL THEN '{field}: missing' "
         f"WHEN {t} NOT IN {allowed} THEN '{field}: expected {what}, got ' || lower({t}) END"
     )
 
+
+COST_TEXT = "CAST(f.session_cost AS VARCHAR)"
+"""The number exactly as the API wrote it; cast from this text, money is never a float."""
 
 REASON = f"""NULLIF(concat_ws('; ',
     {_must("sid", INTEGER, "an integer")},
     {_must("date", INTEGER, "a Unix timestamp")},
     {_must("type", "('VARCHAR')", "a string")},
-    CASE WHEN json_type(item, '$.type') = 'VARCHAR'
-          AND item->>'$.type' NOT IN {EVENT_TYPES}
-         THEN 'type: unknown value ' || (item->>'$.type') END,
+    CASE WHEN json_type(f.type) = 'VARCHAR' AND f.type->>'$' NOT IN {EVENT_TYPES}
+         THEN 'type: unknown value ' || (f.type->>'$') END,
     {_must("to_number", "('VARCHAR')", "a string")},
     {_must("session_cost", NUMBER, "a number")},
-    CASE WHEN json_type(item, '$.session_cost') IN {NUMBER}
-          AND TRY_CAST(item->>'$.session_cost' AS {COST}) IS NULL
+    CASE WHEN json_type(f.session_cost) IN {NUMBER}
+          AND TRY_CAST({COST_TEXT} AS {COST}) IS NULL
          THEN 'session_cost: not representable as {COST}'
-         WHEN TRY_CAST(item->>'$.session_cost' AS {COST}) < 0
-         THEN 'session_cost: negative (' || (item->>'$.session_cost') || ')' END,
+         WHEN json_type(f.session_cost) IN {NUMBER} AND TRY_CAST({COST_TEXT} AS {COST}) < 0
+         THEN 'session_cost: negative (' || {COST_TEXT} || ')' END,
     {_must("id", INTEGER, "an integer")},
     {_must("original_number", "('VARCHAR')", "a string")},
     {_must("iccid", "('VARCHAR')", "a string")},
-    CASE WHEN json_type(item, '$.name') NOT IN ('VARCHAR', 'NULL')
-         THEN 'name: expected a string or null, got ' || lower(json_type(item, '$.name')) END
+    CASE WHEN json_type(f.name) NOT IN ('VARCHAR', 'NULL')
+         THEN 'name: expected a string or null, got ' || lower(json_type(f.name)) END
 ), '')"""
+"""Every contract rule the item breaks, or NULL when it breaks none."""
+
+ITEMS_CTE = f"""
+items AS (
+    SELECT day, selector, page, unnest(body.result.items) AS item
+    FROM read_json($files, format = 'newline_delimited', columns = {PAGE_COLUMNS})
+),
+checked AS (
+    SELECT *, {REASON} AS reason
+    FROM (SELECT *, json_transform(item, '{FIELDS_STRUCTURE}') AS f FROM items)
+)"""
+"""Every item of the landing files `$files`, its contract fields `f`, and its `reason`."""
 
 EXTRA_FIELDS = f"len(list_filter(json_keys(item), lambda k: k NOT IN {CONTRACT_FIELDS})) > 0"
 
 STAGE_SQL = f"""
 CREATE OR REPLACE TEMP TABLE staged_items AS
-WITH items AS (
-    SELECT day, selector, page, unnest(body.result.items) AS item
-    FROM read_json($files, format = 'newline_delimited', columns = {PAGE_COLUMNS})
-),
-checked AS (
-    SELECT *, {REASON} AS reason FROM items
-)
+WITH {ITEMS_CTE}
 SELECT
     day, selector, page, reason,
     CASE WHEN reason IS NOT NULL THEN item END AS item,
     {EXTRA_FIELDS} AS has_extra_fields,
-    TRY_CAST(item->>'$.sid' AS BIGINT) AS sid,
-    to_timestamp(TRY_CAST(item->>'$.date' AS BIGINT)) AS occurred_at,
-    item->>'$.type' AS type,
-    item->>'$.to_number' AS to_number,
-    TRY_CAST(item->>'$.session_cost' AS {COST}) AS cost_eur,
-    TRY_CAST(item->>'$.id' AS BIGINT) AS sim_id,
-    item->>'$.original_number' AS sim_number,
-    item->>'$.iccid' AS iccid,
-    item->>'$.name' AS sim_name
+    TRY_CAST(f.sid AS BIGINT) AS sid,
+    to_timestamp(TRY_CAST(f.date AS BIGINT)) AS occurred_at,
+    f.type->>'$' AS type,
+    f.to_number->>'$' AS to_number,
+    TRY_CAST({COST_TEXT} AS {COST}) AS cost_eur,
+    TRY_CAST(f.id AS BIGINT) AS sim_id,
+    f.original_number->>'$' AS sim_number,
+    f.iccid->>'$' AS iccid,
+    f.name->>'$' AS sim_name
 FROM checked
 """
 """Every item of the given landing files, typed where valid, with why it is invalid
@@ -121,27 +133,19 @@ FROM staged_items GROUP BY day ORDER BY day
 
 MEMBERSHIP_SQL = f"""
 INSERT INTO sim_group_membership
-WITH items AS (
-    SELECT day, selector, unnest(body.result.items) AS item
-    FROM read_json($files, format = 'newline_delimited', columns = {PAGE_COLUMNS})
-)
-SELECT DISTINCT day, CAST(substr(selector, 3) AS INTEGER) AS group_id,
-       g.group_name, CAST(item->>'$.id' AS BIGINT) AS sim_id
-FROM items JOIN group_names g ON g.group_id = CAST(substr(items.selector, 3) AS INTEGER)
-WHERE {REASON} IS NULL
+WITH {ITEMS_CTE}
+SELECT DISTINCT day, g.group_id, g.group_name, CAST(f.id AS BIGINT) AS sim_id
+FROM checked JOIN group_names g ON g.group_id = CAST(substr(checked.selector, 3) AS INTEGER)
+WHERE reason IS NULL
 """
 """Which SIMs each configured group's pull returned that day (valid items only)."""
 
 GROUP_SIDS_MISSING_SQL = f"""
-WITH items AS (
-    SELECT day, selector, unnest(body.result.items) AS item
-    FROM read_json($files, format = 'newline_delimited', columns = {PAGE_COLUMNS})
-)
-SELECT i.day, i.selector, count(DISTINCT CAST(i.item->>'$.sid' AS BIGINT)) AS missing
-FROM items i
-ANTI JOIN call_sms_events e
-    ON e.day = i.day AND e.sid = CAST(i.item->>'$.sid' AS BIGINT)
-WHERE {REASON} IS NULL
+WITH {ITEMS_CTE}
+SELECT c.day, c.selector, count(DISTINCT CAST(c.f.sid AS BIGINT)) AS missing
+FROM checked c
+ANTI JOIN call_sms_events e ON e.day = c.day AND e.sid = CAST(c.f.sid AS BIGINT)
+WHERE c.reason IS NULL
 GROUP BY ALL ORDER BY ALL
 """
 """Per day and group pull: valid sids the group returned that the account pull did not."""

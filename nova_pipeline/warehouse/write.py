@@ -7,14 +7,29 @@ import datetime as dt
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import duckdb
 
 from nova_pipeline.warehouse.schema import TABLES
 
-PAUSE_BEFORE_COMMIT_ENV = "NOVA_TEST_PAUSE_BEFORE_COMMIT"
-"""Test switch: seconds to sleep inside the transaction, after the delete, so a test can
-kill the process mid-write. Unset in normal use."""
+PAUSE_DIR_ENV = "NOVA_TEST_PAUSE_DIR"
+"""Test switch, unset in normal use: while `<dir>/pause` exists and names a table being
+written, the writer records its pid in `<dir>/paused` and waits inside the transaction,
+after the delete, so a crash test can kill it mid-write."""
+
+
+def _pause_for_tests(tables: list[str]) -> None:
+    folder = os.environ.get(PAUSE_DIR_ENV)
+    if not folder:
+        return
+    request = Path(folder) / "pause"
+    if not request.exists() or request.read_text().strip() not in tables:
+        return
+    (Path(folder) / "paused").write_text(str(os.getpid()))
+    deadline = time.monotonic() + 300
+    while request.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def replace_days(
@@ -33,9 +48,7 @@ def replace_days(
         for table, insert in writes.items():
             con.execute(f"DELETE FROM {table} WHERE day BETWEEN ? AND ?", [start, end])
             insert(con)
-        pause = float(os.environ.get(PAUSE_BEFORE_COMMIT_ENV) or 0)
-        if pause:
-            time.sleep(pause)
+        _pause_for_tests(list(writes))
         counts = {
             table: con.execute(
                 f"SELECT count(*) FROM {table} WHERE day BETWEEN ? AND ?", [start, end]

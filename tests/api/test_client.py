@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 
@@ -202,3 +203,21 @@ def test_client_accepts_any_httpx_client():
 
     with NovaClient(http) as client, pytest.raises(ApiResponseError, match="maintenance"):
         client.fetch_page(DAY, DAY, "all", 0)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "selector", "page", "message"),
+    [
+        (DAY, DAY, "x_1", 0, "unknown selector 'x_1'"),
+        (DAY, DAY, "s_999999", 0, "no SIM card with id 999999"),
+        (DAY + dt.timedelta(days=1), DAY, "all", 0, "is after filter.end"),
+        (DAY, DAY, "all", -1, "page must be an integer >= 0"),
+    ],
+)
+def test_every_400_reaches_the_caller_with_the_servers_message(
+    simulator, start, end, selector, page, message
+):
+    with client_for(simulator) as client, pytest.raises(RequestRejected) as error:
+        client.fetch_page(start, end, selector, page)
+    assert "HTTP 400" in str(error.value) and message in str(error.value)
+    assert client.stats.requests == 1

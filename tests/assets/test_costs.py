@@ -6,25 +6,16 @@ import datetime as dt
 from collections import defaultdict
 from decimal import Decimal
 
-from tests.conftest import DAY, served_items
+from tests.conftest import DAY, independent_costs, served_items
 
 DAY_KEY = DAY.isoformat()
-
-
-def independent_costs(sim, day=DAY) -> tuple[dict[int, Decimal], dict[int, int]]:
-    cost: dict[int, Decimal] = defaultdict(Decimal)
-    count: dict[int, int] = defaultdict(int)
-    for item in served_items(sim, day):
-        cost[item["id"]] += Decimal(str(item["session_cost"]))
-        count[item["id"]] += 1
-    return dict(cost), dict(count)
 
 
 def test_sim_and_group_costs_equal_independent_sums_to_the_cent(make_pipeline):
     pipeline = make_pipeline()
     result = pipeline.run(DAY_KEY)
     assert result.success
-    expected_cost, expected_count = independent_costs(pipeline.sim)
+    expected_cost, expected_count = independent_costs(pipeline.sim.api_url)
 
     rows = pipeline.sql("SELECT sim_id, events, cost_eur FROM sim_daily_cost WHERE day = ?", DAY)
     assert {r[0]: r[2] for r in rows} == expected_cost
@@ -56,7 +47,7 @@ def test_per_type_columns_add_up_and_match_the_items(make_pipeline):
     pipeline = make_pipeline()
     pipeline.run(DAY_KEY)
     by_type: dict[str, Decimal] = defaultdict(Decimal)
-    for item in served_items(pipeline.sim, DAY):
+    for item in served_items(pipeline.sim.api_url, DAY):
         by_type[item["type"]] += Decimal(str(item["session_cost"]))
     ((call, in_sms, out_sms, ussd, total),) = pipeline.sql(
         "SELECT sum(call_cost_eur), sum(in_sms_cost_eur), sum(out_sms_cost_eur), "
@@ -86,7 +77,7 @@ def test_cost_columns_are_decimal(make_pipeline):
 def test_without_groups_every_sim_is_ungrouped(make_pipeline):
     pipeline = make_pipeline(groups="")
     pipeline.run(DAY_KEY)
-    expected_cost, _ = independent_costs(pipeline.sim)
+    expected_cost, _ = independent_costs(pipeline.sim.api_url)
     assert pipeline.sql("SELECT group_id, group_name, cost_eur FROM group_daily_cost") == [
         (None, "ungrouped", sum(expected_cost.values()))
     ]
@@ -109,12 +100,12 @@ def test_late_and_rerated_records_move_the_day_to_the_new_truth(make_pipeline):
     pipeline = make_pipeline()
     pipeline.sim.simulator.set_now(dt.datetime(2026, 11, 19, 5, tzinfo=dt.UTC))
     pipeline.run(DAY_KEY)
-    first_cost, first_count = independent_costs(pipeline.sim)
+    first_cost, first_count = independent_costs(pipeline.sim.api_url)
     assert pipeline.sql("SELECT sum(cost_eur) FROM sim_daily_cost") == [(sum(first_cost.values()),)]
 
     pipeline.sim.simulator.set_now(dt.datetime(2026, 11, 22, 5, tzinfo=dt.UTC))
     result = pipeline.run(DAY_KEY)
-    final_cost, final_count = independent_costs(pipeline.sim)
+    final_cost, final_count = independent_costs(pipeline.sim.api_url)
     assert sum(final_count.values()) > sum(first_count.values())
     assert final_cost != first_cost
     rows = pipeline.sql("SELECT sim_id, cost_eur FROM sim_daily_cost WHERE day = ?", DAY)

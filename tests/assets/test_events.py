@@ -6,17 +6,10 @@ import json
 from decimal import Decimal
 
 from nova_pipeline.simulator import FleetSpec
+from nova_pipeline.warehouse import TABLES
 from tests.conftest import DAY, SMALL_FLEET, served_items
 
 DAY_KEY = DAY.isoformat()
-TABLES = [
-    "call_sms_raw_pages",
-    "call_sms_events",
-    "call_sms_rejects",
-    "sim_group_membership",
-    "sim_daily_cost",
-    "group_daily_cost",
-]
 
 
 def check(result, name):
@@ -26,7 +19,7 @@ def check(result, name):
 def test_events_are_typed_one_row_per_sid(make_pipeline):
     pipeline = make_pipeline()
     pipeline.run(DAY_KEY)
-    served = {i["sid"]: i for i in served_items(pipeline.sim, DAY)}
+    served = {i["sid"]: i for i in served_items(pipeline.sim.api_url, DAY)}
     rows = pipeline.sql(
         "SELECT sid, epoch(occurred_at)::BIGINT, day, type, to_number, cost_eur, sim_id, "
         "sim_number, iccid, sim_name, out_of_window FROM call_sms_events"
@@ -54,7 +47,7 @@ def test_every_page_is_kept_verbatim_and_indexed(make_pipeline):
         "ORDER BY selector, page"
     )
     assert {p[0] for p in pages} == {"all", "g_1", "g_2", "g_3"}
-    served = served_items(pipeline.sim, DAY)
+    served = served_items(pipeline.sim.api_url, DAY)
     assert sum(p[2] for p in pages if p[0] == "all") == len(served)
     for selector, page, count, path, line, request in pages:
         with open(path, "rb") as landed:
@@ -128,7 +121,7 @@ def test_a_time_zone_mismatch_keeps_events_and_warns(start_simulator, make_pipel
     utc_fleet = FleetSpec(**{**SMALL_FLEET.__dict__, "timezone": "UTC"})
     pipeline = make_pipeline(sim=start_simulator(fleet=utc_fleet))
     result = pipeline.run(DAY_KEY)
-    served = served_items(pipeline.sim, DAY)
+    served = served_items(pipeline.sim.api_url, DAY)
     ((events, outside),) = pipeline.sql(
         "SELECT count(*), count(*) FILTER (WHERE out_of_window) FROM call_sms_events"
     )

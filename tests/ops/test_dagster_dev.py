@@ -4,56 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
-import shutil
-from collections import defaultdict
-from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
 import duckdb
-import httpx
 import pytest
 
 from nova_pipeline.checks import ASSET_CHECKS
-from nova_pipeline.simulator.process import free_port, simulator_process
-from nova_pipeline.ui import REPO, dagster_dev, launch_backfill, wait_for_backfill
+from nova_pipeline.ui import launch_backfill, wait_for_backfill
+from nova_pipeline.warehouse import TABLES
+from tests.conftest import dagster_dev_stack, independent_costs
 
 DAYS_PER_RUN = 4
-ASSET_KEYS = [
-    "call_sms_raw_pages",
-    "call_sms_events",
-    "call_sms_rejects",
-    "sim_group_membership",
-    "sim_daily_cost",
-    "group_daily_cost",
-]
 FIRST = dt.date(2026, 11, 9)
 
 
 def launch(url: str, days: list[dt.date]) -> str:
-    return launch_backfill(url, ASSET_KEYS, [d.isoformat() for d in days])
-
-
-def served_costs(api_url: str, day: dt.date) -> dict[int, Decimal]:
-    costs: dict[int, Decimal] = defaultdict(Decimal)
-    page, text = 0, day.strftime("%d-%m-%Y")
-    while True:
-        body = {"filter": {"start": text, "end": text}, "select": ["all"], "page": page}
-        items = httpx.post(f"{api_url}/report/call_sms", json=body).json()["result"]["items"]
-        if not items:
-            return dict(costs)
-        for item in items:
-            costs[item["id"]] += Decimal(str(item["session_cost"]))
-        page += 1
+    return launch_backfill(url, list(TABLES), [d.isoformat() for d in days])
 
 
 @pytest.fixture
 def stack(tmp_path: Path):
-    """Simulator + `dagster dev` on free loopback ports, with a temp DAGSTER_HOME."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     args = [
         "--seed",
         "3",
@@ -66,18 +37,14 @@ def stack(tmp_path: Path):
         "--now",
         "2026-11-20T12:00:00+05:00",
     ]
-    with simulator_process(args) as api_url:
-        env = {
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "NOVA_API_URL": api_url,
-            "NOVA_GROUPS": "1=Trackers,2=Vans,3=Meters",
-            "NOVA_DATA_DIR": str(tmp_path / "data"),
-            "NOVA_BACKFILL_DAYS_PER_RUN": str(DAYS_PER_RUN),
-            "NOVA_PAGE_SIZE": "200",
-        }
-        with dagster_dev(env, port=free_port()) as url:
-            yield url, api_url, home, tmp_path / "data" / "nova.duckdb"
+    with dagster_dev_stack(
+        tmp_path,
+        args,
+        NOVA_GROUPS="1=Trackers,2=Vans,3=Meters",
+        NOVA_BACKFILL_DAYS_PER_RUN=str(DAYS_PER_RUN),
+        NOVA_PAGE_SIZE="200",
+    ) as (url, api_url, warehouse):
+        yield url, api_url, tmp_path / "dagster_home", warehouse
 
 
 @pytest.mark.timeout(1200)
@@ -92,7 +59,7 @@ def test_backfills_launched_over_graphql_fill_every_day_and_queue_on_the_pool(st
     backfill_runs = {run["id"] for run in state["runs"]}
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        for key in ASSET_KEYS:
+        for key in TABLES:
             done = instance.get_materialized_partitions(dg.AssetKey(key))
             assert {d.isoformat() for d in days} <= done, key
         for check in ASSET_CHECKS:
@@ -113,7 +80,7 @@ def test_backfills_launched_over_graphql_fill_every_day_and_queue_on_the_pool(st
                     "SELECT sim_id, cost_eur FROM sim_daily_cost WHERE day = ?", [day]
                 ).fetchall()
             )
-            assert stored == served_costs(api_url, day), day
+            assert stored == independent_costs(api_url, day)[0], day
             (groups_total,) = con.execute(
                 "SELECT sum(cost_eur) FROM group_daily_cost WHERE day = ?", [day]
             ).fetchone()

@@ -1,0 +1,127 @@
+"""Faults and bad input through the whole pipeline: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import DAY
+
+DAY_KEY = DAY.isoformat()
+TRANSPORT_AND_CONTENT = {
+    "rate_limit": 0.15,
+    "server_error": 0.15,
+    "slow": 0.05,
+    "disconnect": 0.08,
+    "malformed_json": 0.08,
+    "bad_items": 0.3,
+    "duplicates": 0.3,
+}
+TABLES = ["call_sms_events", "sim_daily_cost", "group_daily_cost", "sim_group_membership"]
+
+
+def tables(pipeline) -> dict[str, list]:
+    return {t: pipeline.sql(f"SELECT * FROM {t} ORDER BY ALL") for t in TABLES}
+
+
+def failure_message(result, step: str) -> str:
+    return "\n".join(
+        str(event.step_failure_data.error)
+        for event in result.all_events
+        if event.is_step_failure and event.step_key == step
+    )
+
+
+def test_all_faults_at_once_give_the_fault_free_numbers(make_pipeline):
+    clean = make_pipeline(page_size=50)
+    clean.run(DAY_KEY)
+    faulty = make_pipeline(
+        page_size=50,
+        read_timeout_s=0.3,
+        max_attempts=30,
+        faults=TRANSPORT_AND_CONTENT,
+        retry_after=0,
+        slow_seconds=1.0,
+    )
+    result = faulty.run(DAY_KEY)
+
+    assert tables(faulty) == tables(clean)
+    injected = sorted(
+        json.dumps(json.loads(raw), sort_keys=True)
+        for made in faulty.sim.simulator.injected_bad_items.values()
+        for _, raw in made
+    )
+    rejects = sorted(
+        json.dumps(json.loads(r[0]), sort_keys=True)
+        for r in faulty.sql("SELECT item FROM call_sms_rejects")
+    )
+    assert len(injected) >= 3 and rejects == injected
+    assert faulty.sql("SELECT count(*) FROM call_sms_rejects WHERE reason = ''") == [(0,)]
+
+    raw = result.asset_materializations_for_node("call_sms_raw_pages")[0].metadata
+    events = result.asset_materializations_for_node("call_sms_events")[0].metadata
+    reasons = raw["retry_reasons"].value
+    assert raw["retries"].value >= 10
+    assert raw["rate_limited_429"].value == reasons["HTTP 429"] >= 2
+    assert any(r.startswith("timeout") for r in reasons)
+    assert any(r.startswith("connection error") for r in reasons)
+    assert any(r.startswith("invalid JSON") for r in reasons)
+    assert any(r.startswith("HTTP 50") for r in reasons)
+    assert events["duplicates_collapsed"].value > 0
+    # Retries of each kept page are on its row; the closing empty pages are not kept.
+    retried_pages = faulty.sql("SELECT sum(attempts - 1) FROM call_sms_raw_pages")[0][0]
+    assert 0 < retried_pages <= raw["retries"].value
+
+
+def test_a_server_that_ignores_the_page_number_fails_the_run_and_keeps_the_day(make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    before = tables(pipeline)
+    raw_before = pipeline.sql("SELECT * FROM call_sms_raw_pages ORDER BY ALL")
+    pipeline.sim.simulator.faults.rates["ignore_page"] = 1.0
+    result = pipeline.run(DAY_KEY, raise_on_error=False)
+    assert not result.success
+    assert "ignored the page number" in failure_message(result, "call_sms_raw_pages")
+    assert tables(pipeline) == before
+    assert pipeline.sql("SELECT * FROM call_sms_raw_pages ORDER BY ALL") == raw_before
+
+
+def test_a_wrong_token_fails_at_once_naming_the_setting_and_writes_nothing(
+    start_simulator, make_pipeline
+):
+    sim = start_simulator(token="right-token")
+    pipeline = make_pipeline(sim=sim)
+    pipeline.resources["nova_api"] = pipeline.resources["nova_api"].model_copy(
+        update={"api_token": "wrong-token-5e1f"}
+    )
+    result = pipeline.run(DAY_KEY, raise_on_error=False)
+    message = failure_message(result, "call_sms_raw_pages")
+    assert "NOVA_API_TOKEN" in message and "wrong-token-5e1f" not in message
+    assert sim.simulator.requests == 1, "an auth failure is not retried"
+    assert pipeline.sql("SELECT count(*) FROM call_sms_raw_pages") == [(0,)]
+    assert list((pipeline.root / "landing").rglob("*.ndjson")) == []
+
+
+def test_an_unknown_group_is_a_clear_error_carrying_the_servers_message(make_pipeline):
+    pipeline = make_pipeline(groups="1=Trackers,42=Ghosts")
+    result = pipeline.run(DAY_KEY, raise_on_error=False)
+    message = failure_message(result, "call_sms_raw_pages")
+    assert "HTTP 400" in message and "no group with id 42" in message
+    assert pipeline.sql("SELECT count(*) FROM call_sms_raw_pages") == [(0,)]
+
+
+def test_schema_drift_an_extra_field_is_kept_raw_loaded_without_it_and_counted(make_pipeline):
+    clean = make_pipeline()
+    clean.run(DAY_KEY)
+    drifting = make_pipeline(faults={"extra_fields": 0.5})
+    result = drifting.run(DAY_KEY)
+    assert tables(drifting) == tables(clean)
+    landed = [
+        item
+        for path in (drifting.root / "landing").rglob("*.ndjson")
+        for line in path.read_text().splitlines()
+        for item in json.loads(line)["body"]["result"]["items"]
+        if "roaming" in item
+    ]
+    assert landed, "the extra field is kept verbatim in the raw pages"
+    meta = result.asset_materializations_for_node("call_sms_events")[0].metadata
+    assert meta["items_with_extra_fields"].value == len(landed)
