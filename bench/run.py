@@ -254,6 +254,14 @@ def write_report(results: dict, path_json: Path, path_md: Path) -> None:
         "|---|---|",
         *[f"| {k} | {v:.2f} |" for k, v in r["stages_1m"].items()],
         "",
+        "Where the time and memory go (read with the stage table): the fetch is bound by the "
+        "client's CPU (httpx costs about 1.5 ms per 200 KB page here, the simulator is not "
+        "the limit); parse/validate is DuckDB reading the landing file and parsing each item "
+        "once into its contract fields on both cores. The end-to-end/ceiling ratio compares a "
+        "full Dagster run (fetch, land, parse, validate, write, roll up, eight checks) with a "
+        "fetch that writes nothing. Peak RSS is about 300 MB of Python, Dagster and DuckDB "
+        "before any data, plus DuckDB's working memory (capped at 256 MB, spilling beyond).",
+        "",
     ]
     path_md.write_text("\n".join(lines))
 
