@@ -26,6 +26,11 @@ OUT_OF_WINDOW_WARN_SHARE = 0.01
 ALL_DAYS = (dt.date(1970, 1, 1), dt.date(9999, 12, 31))
 
 
+def warehouse_check(asset: str, **kwargs):
+    """An asset check on the provider day that reads DuckDB (so it is in the pool)."""
+    return dg.asset_check(asset=asset, partitions_def=DAILY, pool=DUCKDB_POOL, **kwargs)
+
+
 def _days(context: dg.AssetCheckExecutionContext) -> tuple[dt.date, dt.date]:
     """The run's days; a check run on its own, with no partition, covers every day."""
     if context.has_partition_key or context.has_partition_key_range:
@@ -65,11 +70,9 @@ def _result(
     )
 
 
-@dg.asset_check(
-    asset="call_sms_events",
+@warehouse_check(
+    "call_sms_events",
     blocking=True,
-    partitions_def=DAILY,
-    pool=DUCKDB_POOL,
     description="No sid appears twice, within a day or across days.",
 )
 def sids_unique(
@@ -87,11 +90,9 @@ def sids_unique(
     return _result(failing, ["day", "rows sharing a sid"], "duplicate sids", days)
 
 
-@dg.asset_check(
-    asset="call_sms_events",
+@warehouse_check(
+    "call_sms_events",
     blocking=True,
-    partitions_def=DAILY,
-    pool=DUCKDB_POOL,
     description=f"Every event type is one of {', '.join(EVENT_TYPES)}.",
 )
 def types_known(
@@ -109,11 +110,9 @@ def types_known(
     return _result(failing, ["day", "events", "types"], "unknown event types", days)
 
 
-@dg.asset_check(
-    asset="call_sms_events",
+@warehouse_check(
+    "call_sms_events",
     blocking=True,
-    partitions_def=DAILY,
-    pool=DUCKDB_POOL,
     description="No event has a negative cost.",
 )
 def cost_not_negative(
@@ -130,11 +129,9 @@ def cost_not_negative(
     return _result(failing, ["day", "events", "lowest cost €"], "negative costs", days)
 
 
-@dg.asset_check(
-    asset="call_sms_events",
+@warehouse_check(
+    "call_sms_events",
     blocking=True,
-    partitions_def=DAILY,
-    pool=DUCKDB_POOL,
     additional_deps=["call_sms_rejects"],
     description=(
         "Share of API items quarantined in call_sms_rejects: WARN when there are any, ERROR "
@@ -170,10 +167,8 @@ def rejects_share(
     )
 
 
-@dg.asset_check(
-    asset="call_sms_events",
-    partitions_def=DAILY,
-    pool=DUCKDB_POOL,
+@warehouse_check(
+    "call_sms_events",
     description=(
         "Share of events whose timestamp falls outside the requested day in NOVA_TIMEZONE: "
         f"WARN above {OUT_OF_WINDOW_WARN_SHARE:.0%}, which usually means the time zone "
@@ -203,11 +198,9 @@ def out_of_window_share(
     )
 
 
-@dg.asset_check(
-    asset="sim_group_membership",
+@warehouse_check(
+    "sim_group_membership",
     blocking=True,
-    partitions_def=DAILY,
-    pool=DUCKDB_POOL,
     additional_deps=["call_sms_events"],
     description="Every valid sid a group pull returned is in the account-wide pull of that day.",
 )
@@ -226,11 +219,9 @@ def group_sids_in_account_pull(
     )
 
 
-@dg.asset_check(
-    asset="sim_daily_cost",
+@warehouse_check(
+    "sim_daily_cost",
     blocking=True,
-    partitions_def=DAILY,
-    pool=DUCKDB_POOL,
     additional_deps=["call_sms_events"],
     description="Per day, sim_daily_cost adds up to call_sms_events: events and euro, exactly.",
 )
@@ -257,11 +248,9 @@ def sim_cost_reconciles(
     )
 
 
-@dg.asset_check(
-    asset="group_daily_cost",
+@warehouse_check(
+    "group_daily_cost",
     blocking=True,
-    partitions_def=DAILY,
-    pool=DUCKDB_POOL,
     additional_deps=["sim_daily_cost", "sim_group_membership"],
     description=(
         "Per day, the group rows (groups + ungrouped) add up to sim_daily_cost, events and "

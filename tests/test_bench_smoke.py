@@ -16,16 +16,33 @@ REPO = Path(__file__).resolve().parent.parent
 def test_bench_smoke_writes_every_documented_key(tmp_path):
     out, md = tmp_path / "latest.json", tmp_path / "benchmarks.md"
     run = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "run.py"), "--smoke", "--out", str(out),
-         "--md", str(md)],
-        capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            str(REPO / "bench" / "run.py"),
+            "--smoke",
+            "--out",
+            str(out),
+            "--md",
+            str(md),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(out.read_text())
-    for key in ("ceiling_events_per_s", "simulator_items_per_s", "e2e_events_per_s_1m",
-                "e2e_seconds_1m", "peak_rss_mb_100k", "peak_rss_mb_1m",
-                "backfill_seconds_per_day_batched", "backfill_seconds_per_day_per_run",
-                "backfill_runs_batched", "backfill_runs_per_run"):
+    for key in (
+        "ceiling_events_per_s",
+        "simulator_items_per_s",
+        "e2e_events_per_s_1m",
+        "e2e_seconds_1m",
+        "peak_rss_mb_100k",
+        "peak_rss_mb_1m",
+        "backfill_seconds_per_day_batched",
+        "backfill_seconds_per_day_per_run",
+        "backfill_runs_batched",
+        "backfill_runs_per_run",
+    ):
         assert results[key] > 0, key
     assert results["backfill_runs_batched"] == 1 and results["backfill_runs_per_run"] == 2
     assert results["e2e_events_1m"] > 0 and "| simulator serving rate |" in md.read_text()

@@ -53,10 +53,6 @@ class FetchStats:
     retries: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
 
-    @property
-    def rate_limited(self) -> int:
-        return self.by_reason["HTTP 429"]
-
 
 def build_http_client(
     api_url: str,

@@ -7,11 +7,15 @@ from decimal import Decimal
 import dagster as dg
 import duckdb
 
+from nova_pipeline.partitions import BACKFILL, DAILY
 from nova_pipeline.warehouse import TABLES
 
 DUCKDB_POOL = "duckdb"
 """DuckDB allows one writing process: every step that opens the file is in this pool,
 whose limit is 1 (dagster.yaml), so concurrent runs queue instead of failing on the lock."""
+
+DAILY_WAREHOUSE_STEP = {"partitions_def": DAILY, "backfill_policy": BACKFILL, "pool": DUCKDB_POOL}
+"""What every asset shares: the provider day, batched backfills, the DuckDB pool."""
 
 
 def table_metadata(table: str) -> dict:

@@ -4,13 +4,13 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from nova_pipeline.assets.common import (
-    DUCKDB_POOL,
+    DAILY_WAREHOUSE_STEP,
     euro,
     markdown_table,
     register_groups,
     table_metadata,
 )
-from nova_pipeline.partitions import BACKFILL, DAILY, day_range
+from nova_pipeline.partitions import day_range
 from nova_pipeline.resources import FleetGroupsResource
 from nova_pipeline.transforms.costs import GROUP_DAILY_COST_SQL, SIM_DAILY_COST_SQL
 from nova_pipeline.warehouse import replace_days
@@ -21,9 +21,7 @@ from nova_pipeline.warehouse import replace_days
     deps=["call_sms_events"],
     group_name="costs",
     kinds={"duckdb", "sql"},
-    partitions_def=DAILY,
-    backfill_policy=BACKFILL,
-    pool=DUCKDB_POOL,
+    **DAILY_WAREHOUSE_STEP,
     metadata=table_metadata("sim_daily_cost"),
     description=(
         "Cost per SIM card per provider day, in euro: count and cost of calls, incoming "
@@ -99,9 +97,7 @@ def sim_daily_cost(
     deps=["sim_daily_cost", "sim_group_membership"],
     group_name="costs",
     kinds={"duckdb", "sql"},
-    partitions_def=DAILY,
-    backfill_policy=BACKFILL,
-    pool=DUCKDB_POOL,
+    **DAILY_WAREHOUSE_STEP,
     metadata=table_metadata("group_daily_cost"),
     description=(
         "Cost per configured SIM group per provider day, in euro, with the same per-type "

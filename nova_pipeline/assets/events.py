@@ -6,14 +6,14 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from nova_pipeline.assets.common import (
-    DUCKDB_POOL,
+    DAILY_WAREHOUSE_STEP,
     euro,
     landing_files,
     markdown_table,
     register_groups,
     table_metadata,
 )
-from nova_pipeline.partitions import BACKFILL, DAILY, day_range
+from nova_pipeline.partitions import DAILY, day_range
 from nova_pipeline.resources import FleetGroupsResource
 from nova_pipeline.transforms.events import (
     INSERT_EVENTS_SQL,
@@ -56,9 +56,7 @@ RAW = dg.AssetKey("call_sms_raw_pages")
             ),
         ),
     ],
-    partitions_def=DAILY,
-    backfill_policy=BACKFILL,
-    pool=DUCKDB_POOL,
+    **DAILY_WAREHOUSE_STEP,
 )
 def call_sms_events(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource
@@ -150,9 +148,7 @@ def call_sms_events(
     deps=[RAW],
     group_name="events",
     kinds={"duckdb", "sql"},
-    partitions_def=DAILY,
-    backfill_policy=BACKFILL,
-    pool=DUCKDB_POOL,
+    **DAILY_WAREHOUSE_STEP,
     metadata=table_metadata("sim_group_membership"),
     description=(
         "Which SIMs belong to which configured group (NOVA_GROUPS) on each day, as the "

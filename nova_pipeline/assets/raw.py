@@ -8,9 +8,9 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from nova_pipeline.assets.common import DUCKDB_POOL, markdown_table, table_metadata
+from nova_pipeline.assets.common import DAILY_WAREHOUSE_STEP, markdown_table, table_metadata
 from nova_pipeline.landing import PageRecord
-from nova_pipeline.partitions import BACKFILL, DAILY, day_range, days_between
+from nova_pipeline.partitions import day_range, days_between
 from nova_pipeline.pull import pull_days
 from nova_pipeline.resources import FleetGroupsResource, LandingZoneResource, NovaApiResource
 from nova_pipeline.warehouse import replace_days
@@ -22,9 +22,7 @@ PAGE_COLUMNS = [f.name for f in dataclasses.fields(PageRecord)]
     name="call_sms_raw_pages",
     group_name="raw",
     kinds={"python", "duckdb", "file"},
-    partitions_def=DAILY,
-    backfill_policy=BACKFILL,
-    pool=DUCKDB_POOL,
+    **DAILY_WAREHOUSE_STEP,
     metadata=table_metadata("call_sms_raw_pages"),
     description=(
         "Every page NovaConnect `report/call_sms` returned for the day: the account-wide "
