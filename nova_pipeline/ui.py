@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from nova_pipeline.demo import DEMO_GROUPS
-from nova_pipeline.simulator.process import simulator_process
+from nova_pipeline.simulator.process import simulator_process, wait_until_ready
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,19 +46,13 @@ def dagster_dev(
     )
     url = f"http://{host}:{port}"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"dagster dev exited with code {proc.returncode}")
-            try:
-                answer = httpx.post(f"{url}/graphql", json={"query": "{ version }"}, timeout=5)
-                if answer.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"dagster dev did not answer on {url} in {timeout_s} s")
-            time.sleep(0.5)
+        wait_until_ready(
+            proc,
+            lambda: httpx.post(f"{url}/graphql", json={"query": "{ version }"}, timeout=5),
+            f"dagster dev on {url}",
+            timeout_s,
+            poll_s=0.5,
+        )
         yield url
     finally:
         if proc.poll() is None:

@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import httpx
@@ -16,6 +16,28 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def wait_until_ready(
+    proc: subprocess.Popen,
+    ready: Callable[[], httpx.Response],
+    what: str,
+    timeout_s: float,
+    poll_s: float = 0.1,
+) -> None:
+    """Poll `ready` until it answers 200; fail if `proc` exits or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}")
+        try:
+            if ready().status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not answer in {timeout_s} s")
+        time.sleep(poll_s)
 
 
 @contextmanager
@@ -31,18 +53,12 @@ def simulator_process(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the simulator exited with code {proc.returncode}")
-            try:
-                if httpx.get(f"{base}/_simulator/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the simulator did not answer on {base} in {timeout_s} s")
-            time.sleep(0.1)
+        wait_until_ready(
+            proc,
+            lambda: httpx.get(f"{base}/_simulator/health", timeout=1),
+            f"the simulator on {base}",
+            timeout_s,
+        )
         yield f"{base}/api"
     finally:
         proc.terminate()
