@@ -1,8 +1,12 @@
-"""The landing zone: every page of every pull, verbatim, one NDJSON file per day and selector.
+"""The landing zone: every page of every pull, verbatim, in NDJSON files per day and selector.
 
     <root>/call_sms/day=2026-11-18/fetch=<utc stamp>-<id>/all.ndjson, g_1.ndjson, ...
+                                                          all.nonconforming.ndjson, ...
 
 Each line is one page: `{"day", "selector", "page", "fetched_at", "body": <response body>}`.
+Pages whose every item meets the contract go to `<selector>.ndjson`, which DuckDB reads
+with fixed column types; a page with any other item goes to `<selector>.nonconforming.ndjson`
+(written only when there is one), whose items are judged rule by rule.
 A fetch writes into a fresh `fetch=` folder, each file through a temporary name and a
 rename, so a reader never sees half a file. Which fetch is current is recorded by the
 `call_sms_raw_pages` table (it names each page's file and line); older fetch folders of
@@ -15,9 +19,12 @@ import datetime as dt
 import os
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from nova_pipeline.api import Page
 
@@ -38,6 +45,7 @@ class PageRecord:
     request: str
     landing_file: str
     line: int
+    conforms: bool
 
 
 def page_line(day: dt.date, page: Page) -> bytes:
@@ -68,13 +76,23 @@ class Landing:
         path.mkdir(parents=True)
         return path
 
-    def write_pages(self, day: dt.date, path: Path, pages: Iterable[Page]) -> list[PageRecord]:
-        """Stream pages into `path` (atomically) and return one record per page."""
+    def write_pages(
+        self, day: dt.date, fetch_dir: Path, selector: str, pages: Iterable[Page]
+    ) -> list[PageRecord]:
+        """Stream one pull's pages into its files (each made atomically); a record per page."""
+        paths = {
+            True: fetch_dir / f"{selector}.ndjson",
+            False: fetch_dir / f"{selector}.nonconforming.ndjson",
+        }
+        tmp = {conforms: path.with_name(path.name + ".tmp") for conforms, path in paths.items()}
         records: list[PageRecord] = []
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as out:
-            for line_no, page in enumerate(pages):
-                out.write(page_line(day, page))
+        with ExitStack() as stack:
+            files: dict[bool, BinaryIO] = {}
+            lines: Counter[bool] = Counter()
+            for page in pages:
+                if page.conforms not in files:
+                    files[page.conforms] = stack.enter_context(open(tmp[page.conforms], "wb"))
+                files[page.conforms].write(page_line(day, page))
                 records.append(
                     PageRecord(
                         day=day,
@@ -83,17 +101,21 @@ class Landing:
                         status=page.status,
                         attempts=page.attempts,
                         retry_reasons="; ".join(page.retry_reasons),
-                        item_count=len(page.items),
+                        item_count=page.item_count,
                         body_bytes=len(page.body),
                         fetched_at=page.fetched_at,
                         request=page.request.fingerprint,
-                        landing_file=str(path.resolve()),
-                        line=line_no,
+                        landing_file=str(paths[page.conforms].resolve()),
+                        line=lines[page.conforms],
+                        conforms=page.conforms,
                     )
                 )
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+                lines[page.conforms] += 1
+            for out in files.values():
+                out.flush()
+                os.fsync(out.fileno())
+        for conforms in files:
+            os.replace(tmp[conforms], paths[conforms])
         return records
 
     def prune(self, day: dt.date, keep: Path) -> None:

@@ -48,8 +48,8 @@ def pull_day(
     try:
         with client:
             for selector in selectors:
-                path = result.fetch_dir / f"{selector}.ndjson"
-                result.records += landing.write_pages(day, path, client.pages(day, day, selector))
+                pages = client.pages(day, day, selector)
+                result.records += landing.write_pages(day, result.fetch_dir, selector, pages)
     except BaseException:
         landing.discard(result.fetch_dir)
         raise

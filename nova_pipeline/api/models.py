@@ -4,21 +4,58 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
+EventType = Literal["call", "in_sms", "out_sms", "ussd"]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
-class Result(msgspec.Struct):
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Cost = Annotated[float, msgspec.Meta(ge=0, lt=1e12)]
+"""A float only to check sign and range (DECIMAL(18,6) holds < 1e12); the stored value is
+read by DuckDB from the JSON text, exactly."""
+
+
+class Item(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """One item exactly as the contract describes it. Stricter than the SQL rules, never
+    looser: an item this rejects (an extra field, a cost of 1e12) is judged again, rule by
+    rule, in `transforms/events.py`; an item this accepts meets every rule there.
+    `gc=False`: a page makes a thousand of these, none can be part of a cycle."""
+
+    sid: Int64
+    date: Int64
+    type: EventType
+    to_number: str
+    session_cost: Cost
+    id: Int64
+    original_number: str
+    iccid: str
+    name: str | None = None
+
+
+class _Result(msgspec.Struct, gc=False):
     items: list[msgspec.Raw]
 
 
-class Envelope(msgspec.Struct):
-    """The response envelope. Items stay raw JSON: DuckDB parses them in bulk later."""
+class Envelope(msgspec.Struct, gc=False):
+    """The response envelope, items left raw: any well-formed page decodes."""
 
     code: int
     message: str | None = None
-    result: Result | None = None
+    result: _Result | None = None
+
+
+class _ConformingResult(msgspec.Struct, gc=False):
+    items: list[Item]
+
+
+class ConformingEnvelope(msgspec.Struct, gc=False):
+    """The envelope of a page whose every item meets the contract."""
+
+    code: int
+    message: str | None = None
+    result: _ConformingResult | None = None
 
 
 @dataclass(frozen=True)
@@ -35,18 +72,25 @@ class PageRequest:
 
 @dataclass(frozen=True)
 class Page:
-    """One page as received: the verbatim body and how it was obtained."""
+    """One page as received: the verbatim body, how it was obtained, and whether every
+    item in it meets the contract (`conforms`), which decides how DuckDB reads it."""
 
     request: PageRequest
     selector: str
     page: int
     status: int
     body: bytes
-    items: list[msgspec.Raw]
+    item_count: int
+    conforms: bool
     fetched_at: dt.datetime
     attempts: int
     retry_reasons: tuple[str, ...] = ()
 
+    def raw_items(self) -> list[msgspec.Raw]:
+        """Each item as its verbatim JSON (for tests and small tools, not the hot path)."""
+        envelope = msgspec.json.decode(self.body, type=Envelope)
+        return envelope.result.items if envelope.result else []
+
     def decoded_items(self) -> list[dict[str, Any]]:
         """The items as Python dicts (for tests and small tools, not the hot path)."""
-        return [msgspec.json.decode(raw) for raw in self.items]
+        return [msgspec.json.decode(raw) for raw in self.raw_items()]

@@ -44,14 +44,15 @@ def register_groups(con: duckdb.DuckDBPyConnection, groups: Mapping[int, str]) -
 
 def landing_files(
     con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, selectors: str
-) -> list[str]:
-    """The landing files the committed raw pages of these days point to."""
+) -> tuple[list[str], list[str]]:
+    """The landing files the committed raw pages of these days point to: (conforming,
+    nonconforming). Pages indexed before `conforms` was recorded count as nonconforming."""
     rows = con.execute(
-        "SELECT DISTINCT landing_file FROM call_sms_raw_pages "
+        "SELECT DISTINCT landing_file, conforms IS TRUE FROM call_sms_raw_pages "
         "WHERE day BETWEEN ? AND ? AND selector LIKE ? ESCAPE '\\' ORDER BY 1",
         [start, end, selectors],
     ).fetchall()
-    return [r[0] for r in rows]
+    return [f for f, ok in rows if ok], [f for f, ok in rows if not ok]
 
 
 def euro(value: Decimal | None) -> str:

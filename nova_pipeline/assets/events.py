@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+from duckdb import DuckDBPyConnection
 
 from nova_pipeline.assets.common import (
     DAILY_WAREHOUSE_STEP,
@@ -16,10 +17,11 @@ from nova_pipeline.assets.common import (
 from nova_pipeline.partitions import DAILY, day_range
 from nova_pipeline.resources import FleetGroupsResource
 from nova_pipeline.transforms.events import (
+    DEDUPLICATE_EVENTS_SQL,
     INSERT_EVENTS_SQL,
     INSERT_REJECTS_SQL,
     MEMBERSHIP_SQL,
-    STAGE_SUMMARY_SQL,
+    SUMMARY_SQL,
     stage_items,
 )
 from nova_pipeline.warehouse import replace_days
@@ -62,9 +64,14 @@ def call_sms_events(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource
 ) -> Iterator[dg.MaterializeResult]:
     start, end = day_range(context)
+    days = {"start": start, "end": end}
+
+    def insert_events(c: DuckDBPyConnection) -> None:
+        c.execute(INSERT_EVENTS_SQL, {"timezone": DAILY.timezone})
+        c.execute(DEDUPLICATE_EVENTS_SQL, days)
+
     with duckdb.get_connection() as con:
-        stage_items(con, landing_files(con, start, end, "%"))
-        staged = con.execute(STAGE_SUMMARY_SQL).fetchall()
+        stage_items(con, *landing_files(con, start, end, "%"))
         previous = dict(
             con.execute(
                 "SELECT day, sum(cost_eur) FROM call_sms_events WHERE day BETWEEN ? AND ? "
@@ -77,35 +84,25 @@ def call_sms_events(
             start,
             end,
             {
-                "call_sms_events": lambda c: c.execute(
-                    INSERT_EVENTS_SQL, {"timezone": DAILY.timezone}
-                ),
+                "call_sms_events": insert_events,
                 "call_sms_rejects": lambda c: c.execute(INSERT_REJECTS_SQL),
             },
         )
-        per_day = con.execute(
-            "SELECT day, count(*), sum(cost_eur), count(*) FILTER (WHERE out_of_window) "
-            "FROM call_sms_events WHERE day BETWEEN ? AND ? GROUP BY day ORDER BY day",
-            [start, end],
-        ).fetchall()
-    totals = {row[0]: row[1:] for row in per_day}
-    by_day = {row[0]: row[1:] for row in staged}
-    total_cost = sum((t[1] for t in totals.values()), start=0)
-    rows = []
-    for day, (_, rejects, duplicates, extra, _) in by_day.items():
-        events, cost, out_of_window = totals.get(day, (0, None, 0))
-        rows.append(
-            (
-                day,
-                events,
-                euro(cost),
-                euro(previous[day]) if day in previous else "—",
-                rejects,
-                duplicates,
-                out_of_window,
-                extra,
-            )
+        summary = con.execute(SUMMARY_SQL, days).fetchall()
+    total_cost = sum((row[2] or 0 for row in summary), start=0)
+    rows = [
+        (
+            day,
+            events,
+            euro(cost),
+            euro(previous[day]) if day in previous else "—",
+            rejects,
+            duplicates,
+            out_of_window,
+            extra,
         )
+        for day, events, cost, out_of_window, rejects, duplicates, extra, _ in summary
+    ]
     yield dg.MaterializeResult(
         asset_key="call_sms_events",
         metadata={
@@ -113,9 +110,9 @@ def call_sms_events(
             "cost_eur": float(total_cost),
             "cost_eur_exact": str(total_cost),
             "previous_cost_eur_exact": str(sum(previous.values(), start=0)) if previous else "none",
-            "duplicates_collapsed": sum(r[2] for r in by_day.values()),
-            "out_of_window": sum(t[2] for t in totals.values()),
-            "items_with_extra_fields": sum(r[3] for r in by_day.values()),
+            "duplicates_collapsed": sum(row[5] for row in summary),
+            "out_of_window": sum(row[3] for row in summary),
+            "items_with_extra_fields": sum(row[6] for row in summary),
             "per_day": markdown_table(
                 [
                     "day",
@@ -137,7 +134,7 @@ def call_sms_events(
             "dagster/row_count": counts["call_sms_rejects"],
             "per_day": markdown_table(
                 ["day", "rejects", "items (all pulls)"],
-                [(day, r[1], r[4]) for day, r in by_day.items()],
+                [(row[0], row[4], row[7]) for row in summary],
             ),
         },
     )
@@ -163,13 +160,10 @@ def sim_group_membership(
     groups = fleet_groups.as_map()
     with duckdb.get_connection() as con:
         register_groups(con, groups)
-        files = landing_files(con, start, end, "g\\_%")
-
-        def insert(c):
-            if files:
-                c.execute(MEMBERSHIP_SQL, {"files": files})
-
-        counts = replace_days(con, start, end, {"sim_group_membership": insert})
+        stage_items(con, *landing_files(con, start, end, "g\\_%"))
+        counts = replace_days(
+            con, start, end, {"sim_group_membership": lambda c: c.execute(MEMBERSHIP_SQL)}
+        )
         per_group = con.execute(
             "SELECT group_id, any_value(group_name), count(DISTINCT sim_id) "
             "FROM sim_group_membership WHERE day BETWEEN ? AND ? GROUP BY 1 ORDER BY 1",

@@ -1,9 +1,11 @@
 """Raw pages -> typed events and quarantined items, as DuckDB SQL over the landing files.
 
-DuckDB parses the verbatim bodies in bulk (no page ever becomes Python objects). Each item
-is checked against the contract; an item failing any rule goes to `call_sms_rejects` with
-every rule it broke, the rest become one typed row per (day, sid). `session_cost` is cast
-from its JSON text straight to DECIMAL, so money never passes through a float.
+DuckDB parses the verbatim bodies in bulk (no page ever becomes Python objects). The
+client has already told apart the pages whose every item meets the contract (checked in
+C by msgspec, `api/models.Item`): those are read with fixed column types, the fast path.
+The items of any other page are judged here rule by rule; an item failing any rule goes
+to `call_sms_rejects` with every rule it broke, the rest join the typed rows. Money is
+read from its JSON text straight into DECIMAL on both paths, never through a float.
 """
 
 from __future__ import annotations
@@ -12,24 +14,31 @@ import duckdb
 
 from nova_pipeline.warehouse import COST, EVENT_TYPES
 
-CONTRACT_FIELDS = (
-    "sid",
-    "date",
-    "type",
-    "to_number",
-    "session_cost",
-    "id",
-    "original_number",
-    "iccid",
-    "name",
-)
+CONFORMING_ITEM = {
+    "sid": "BIGINT",
+    "date": "BIGINT",
+    "type": "VARCHAR",
+    "to_number": "VARCHAR",
+    "session_cost": COST,
+    "id": "BIGINT",
+    "original_number": "VARCHAR",
+    "iccid": "VARCHAR",
+    "name": "VARCHAR",
+}
+"""Column types of an item that meets the contract, for DuckDB's JSON reader."""
+
+CONTRACT_FIELDS = tuple(CONFORMING_ITEM)
+
 INTEGER = "('UBIGINT', 'BIGINT')"
 NUMBER = "('UBIGINT', 'BIGINT', 'DOUBLE')"
 
-PAGE_COLUMNS = (
-    "{day: 'DATE', selector: 'VARCHAR', page: 'INTEGER', "
-    "body: 'STRUCT(code INTEGER, message VARCHAR, result STRUCT(items JSON[]))'}"
+PAGE_COLUMNS = "{day: 'DATE', selector: 'VARCHAR', page: 'INTEGER', body: '%s'}"
+CONFORMING_PAGE_COLUMNS = PAGE_COLUMNS % (
+    "STRUCT(result STRUCT(items STRUCT("
+    + ", ".join(f"{name} {kind}" for name, kind in CONFORMING_ITEM.items())
+    + ")[]))"
 )
+NONCONFORMING_PAGE_COLUMNS = PAGE_COLUMNS % "STRUCT(result STRUCT(items JSON[]))"
 
 
 FIELDS_STRUCTURE = "{" + ", ".join(f'"{name}": "JSON"' for name in CONTRACT_FIELDS) + "}"
@@ -68,26 +77,21 @@ REASON = f"""NULLIF(concat_ws('; ',
 ), '')"""
 """Every contract rule the item breaks, or NULL when it breaks none."""
 
-ITEMS_CTE = f"""
-items AS (
+STAGE_SQL = f"""
+CREATE OR REPLACE TEMP TABLE staged_items AS
+WITH items AS (
     SELECT day, selector, page, unnest(body.result.items) AS item
-    FROM read_json($files, format = 'newline_delimited', columns = {PAGE_COLUMNS})
+    FROM read_json($files, format = 'newline_delimited', columns = {NONCONFORMING_PAGE_COLUMNS})
 ),
 checked AS (
     SELECT *, {REASON} AS reason
     FROM (SELECT *, json_transform(item, '{FIELDS_STRUCTURE}') AS f FROM items)
-)"""
-"""Every item of the landing files `$files`, its contract fields `f`, and its `reason`."""
-
-EXTRA_FIELDS = f"len(list_filter(json_keys(item), lambda k: k NOT IN {CONTRACT_FIELDS})) > 0"
-
-STAGE_SQL = f"""
-CREATE OR REPLACE TEMP TABLE staged_items AS
-WITH {ITEMS_CTE}
+)
 SELECT
     day, selector, page, reason,
     CASE WHEN reason IS NOT NULL THEN item END AS item,
-    {EXTRA_FIELDS} AS has_extra_fields,
+    len(list_filter(json_keys(item), lambda k: k NOT IN {CONTRACT_FIELDS})) > 0
+        AS has_extra_fields,
     TRY_CAST(f.sid AS BIGINT) AS sid,
     to_timestamp(TRY_CAST(f.date AS BIGINT)) AS occurred_at,
     f.type->>'$' AS type,
@@ -99,56 +103,8 @@ SELECT
     f.name->>'$' AS sim_name
 FROM checked
 """
-"""Every item of the given landing files, typed where valid, with why it is invalid
-(`reason` NULL when valid; the verbatim item is kept only for the invalid ones)."""
-
-INSERT_EVENTS_SQL = """
-INSERT INTO call_sms_events
-SELECT
-    sid, occurred_at, day, type, to_number, cost_eur, sim_id, sim_number, iccid, sim_name,
-    timezone($timezone, occurred_at)::DATE <> day AS out_of_window,
-    page AS source_page
-FROM staged_items
-WHERE reason IS NULL AND selector = 'all'
-QUALIFY row_number() OVER (PARTITION BY day, sid ORDER BY page) = 1
-"""
-"""One row per (day, sid) from the account-wide pull; a sid repeated across pages is kept once."""
-
-INSERT_REJECTS_SQL = """
-INSERT INTO call_sms_rejects
-SELECT day, selector, page, reason, item FROM staged_items WHERE reason IS NOT NULL
-"""
-
-STAGE_SUMMARY_SQL = """
-SELECT day,
-       count(*) FILTER (WHERE selector = 'all') AS items,
-       count(*) FILTER (WHERE reason IS NOT NULL) AS rejects,
-       count(*) FILTER (WHERE reason IS NULL AND selector = 'all')
-         - count(DISTINCT sid) FILTER (WHERE reason IS NULL AND selector = 'all')
-           AS duplicates,
-       count(*) FILTER (WHERE has_extra_fields) AS items_with_extra_fields,
-       count(*) AS items_all_selectors
-FROM staged_items GROUP BY day ORDER BY day
-"""
-
-MEMBERSHIP_SQL = f"""
-INSERT INTO sim_group_membership
-WITH {ITEMS_CTE}
-SELECT DISTINCT day, g.group_id, g.group_name, CAST(f.id AS BIGINT) AS sim_id
-FROM checked JOIN group_names g ON g.group_id = CAST(substr(checked.selector, 3) AS INTEGER)
-WHERE reason IS NULL
-"""
-"""Which SIMs each configured group's pull returned that day (valid items only)."""
-
-GROUP_SIDS_MISSING_SQL = f"""
-WITH {ITEMS_CTE}
-SELECT c.day, c.selector, count(DISTINCT CAST(c.f.sid AS BIGINT)) AS missing
-FROM checked c
-ANTI JOIN call_sms_events e ON e.day = c.day AND e.sid = CAST(c.f.sid AS BIGINT)
-WHERE c.reason IS NULL
-GROUP BY ALL ORDER BY ALL
-"""
-"""Per day and group pull: valid sids the group returned that the account pull did not."""
+"""Every item of the nonconforming pages `$files`, typed where valid, with why it is
+invalid (`reason` NULL when valid; the verbatim item is kept only for the invalid ones)."""
 
 EMPTY_STAGE_SQL = f"""
 CREATE OR REPLACE TEMP TABLE staged_items (
@@ -159,10 +115,119 @@ CREATE OR REPLACE TEMP TABLE staged_items (
 )
 """
 
+VALID_COLUMNS = (
+    "day, selector, page, sid, occurred_at, type, to_number, cost_eur, sim_id, sim_number, "
+    "iccid, sim_name"
+)
+VALID_STAGED_SQL = f"SELECT {VALID_COLUMNS} FROM staged_items WHERE reason IS NULL"
 
-def stage_items(con: duckdb.DuckDBPyConnection, files: list[str]) -> None:
-    """Fill the temp table `staged_items` from the given landing files (none: empty)."""
-    if files:
-        con.execute(STAGE_SQL, {"files": files})
+CONFORMING_SQL = f"""
+SELECT day, selector, page, i.sid, to_timestamp(i.date) AS occurred_at, i.type, i.to_number,
+       i.session_cost AS cost_eur, i.id AS sim_id, i.original_number AS sim_number, i.iccid,
+       i.name AS sim_name
+FROM (
+    SELECT day, selector, page, unnest(body.result.items) AS i
+    FROM read_json(%s, format = 'newline_delimited', columns = {CONFORMING_PAGE_COLUMNS})
+)
+"""
+"""Every item of the conforming pages (a file list literal goes in `%s`), typed on read."""
+
+
+def stage_items(
+    con: duckdb.DuckDBPyConnection, conforming: list[str], nonconforming: list[str]
+) -> None:
+    """Judge the items of the given landing files, in two temp objects of `con`:
+    `staged_items` (every item of the nonconforming pages, with its `reason`) and the view
+    `valid_items` (every item that meets the contract, typed, from both kinds of page)."""
+    if nonconforming:
+        con.execute(STAGE_SQL, {"files": nonconforming})
     else:
         con.execute(EMPTY_STAGE_SQL)
+    sources = [VALID_STAGED_SQL]
+    if conforming:
+        sources.append(CONFORMING_SQL % _sql_list(conforming))
+    con.execute(f"CREATE OR REPLACE TEMP VIEW valid_items AS {' UNION ALL '.join(sources)}")
+
+
+def _sql_list(values: list[str]) -> str:
+    """A list literal (a view cannot take parameters); the paths are our own files."""
+    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+
+
+INSERT_EVENTS_SQL = """
+INSERT INTO call_sms_events
+SELECT
+    sid, occurred_at, day, type, to_number, cost_eur, sim_id, sim_number, iccid, sim_name,
+    timezone($timezone, occurred_at)::DATE <> day AS out_of_window,
+    page AS source_page
+FROM valid_items
+WHERE selector = 'all'
+"""
+"""Every valid item of the account-wide pull, typed; run DEDUPLICATE_EVENTS_SQL after it."""
+
+DEDUPLICATE_EVENTS_SQL = """
+DELETE FROM call_sms_events WHERE rowid IN (
+    SELECT rowid FROM (
+        SELECT rowid, row_number() OVER (PARTITION BY day, sid ORDER BY source_page) AS copy
+        FROM call_sms_events
+        SEMI JOIN (
+            SELECT day, sid FROM call_sms_events WHERE day BETWEEN $start AND $end
+            GROUP BY ALL HAVING count(*) > 1
+        ) USING (day, sid)
+    )
+    WHERE copy > 1
+)
+"""
+"""A sid served twice (on two pages) keeps its first copy. Done as a delete of the few
+repeated sids, not a window over the whole day: that window needed more than DuckDB's
+memory cap for a million-item day."""
+
+INSERT_REJECTS_SQL = """
+INSERT INTO call_sms_rejects
+SELECT day, selector, page, reason, item FROM staged_items WHERE reason IS NOT NULL
+"""
+
+SUMMARY_SQL = """
+WITH pages AS (
+    SELECT day,
+           sum(item_count) FILTER (WHERE selector = 'all') AS items,
+           sum(item_count) AS items_all_selectors
+    FROM call_sms_raw_pages WHERE day BETWEEN $start AND $end GROUP BY day
+),
+judged AS (
+    SELECT day,
+           count(*) FILTER (WHERE reason IS NOT NULL) AS rejects,
+           count(*) FILTER (WHERE reason IS NOT NULL AND selector = 'all') AS rejects_all,
+           count(*) FILTER (WHERE has_extra_fields) AS items_with_extra_fields
+    FROM staged_items GROUP BY day
+),
+events AS (
+    SELECT day, count(*) AS events, sum(cost_eur) AS cost_eur,
+           count(*) FILTER (WHERE out_of_window) AS out_of_window
+    FROM call_sms_events WHERE day BETWEEN $start AND $end GROUP BY day
+)
+SELECT p.day, coalesce(e.events, 0), e.cost_eur, coalesce(e.out_of_window, 0),
+       coalesce(j.rejects, 0),
+       coalesce(p.items, 0) - coalesce(j.rejects_all, 0) - coalesce(e.events, 0)
+           AS duplicates,
+       coalesce(j.items_with_extra_fields, 0), p.items_all_selectors
+FROM pages p LEFT JOIN judged j USING (day) LEFT JOIN events e USING (day)
+ORDER BY p.day
+"""
+"""Per day, after the write: events, cost, out-of-window, rejects, duplicates collapsed,
+items with extra fields, items of all pulls. Items are counted from the raw page index."""
+
+MEMBERSHIP_SQL = """
+INSERT INTO sim_group_membership
+SELECT DISTINCT v.day, g.group_id, g.group_name, v.sim_id
+FROM valid_items v JOIN group_names g ON g.group_id = CAST(substr(v.selector, 3) AS INTEGER)
+"""
+"""Which SIMs each configured group's pull returned that day (valid items only)."""
+
+GROUP_SIDS_MISSING_SQL = """
+SELECT v.day, v.selector, count(DISTINCT v.sid) AS missing
+FROM valid_items v
+ANTI JOIN call_sms_events e ON e.day = v.day AND e.sid = v.sid
+GROUP BY ALL ORDER BY ALL
+"""
+"""Per day and group pull: valid sids the group returned that the account pull did not."""

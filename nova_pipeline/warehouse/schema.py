@@ -11,8 +11,9 @@ from typing import NamedTuple
 
 import duckdb
 
+from nova_pipeline.api.models import EVENT_TYPES
+
 COST = "DECIMAL(18, 6)"
-EVENT_TYPES = ("call", "in_sms", "out_sms", "ussd")
 
 
 class Column(NamedTuple):
@@ -47,6 +48,13 @@ TABLES: dict[str, list[Column]] = {
         Column("request", "VARCHAR", "URL and JSON body of the request (no secrets)"),
         Column("landing_file", "VARCHAR", "NDJSON file holding the body verbatim"),
         Column("line", "INTEGER", "Line of that file, from 0"),
+        Column(
+            "conforms",
+            "BOOLEAN",
+            "Every item met the contract on arrival (else the page is in a "
+            "`.nonconforming` file and its items were judged rule by rule)",
+            nullable=True,
+        ),
     ],
     "call_sms_events": [
         Column("sid", "BIGINT", "Provider's id of the action"),
@@ -105,6 +113,17 @@ def ddl(table: str) -> str:
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the tables that do not exist yet (idempotent, cheap)."""
+    """Create the tables that do not exist yet and add the columns a table made by an
+    earlier version lacks (nullable there; idempotent, cheap)."""
     for table in TABLES:
         con.execute(ddl(table))
+    present = set(
+        con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name = 'main'"
+        ).fetchall()
+    )
+    for table, columns in TABLES.items():
+        for c in columns:
+            if (table, c.name) not in present:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {c.name} {c.type}")

@@ -48,7 +48,7 @@ def test_pages_until_the_first_empty_page(simulator):
             b'{"filter":{"start":"18-11-2026","end":"18-11-2026"},"select":["all"]}'
         )
     )
-    assert sum(len(p.items) for p in pages) == len(served) > 300
+    assert sum(p.item_count for p in pages) == len(served) > 300
     assert [p.page for p in pages] == list(range(len(pages)))
     assert client.stats.requests == len(pages) + 1
     first = pages[0]
@@ -62,7 +62,7 @@ def test_a_silently_capped_page_size_loses_nothing(start_simulator, simulator):
     capped = start_simulator(max_page_size=30)
     asked_big, _ = fetch(capped, page_size=1000)
     reference, _ = fetch(simulator)
-    assert all(len(p.items) <= 30 for p in asked_big)
+    assert all(p.item_count <= 30 for p in asked_big)
     assert costs_by_sid(asked_big) == costs_by_sid(reference)
 
 
@@ -101,14 +101,16 @@ def test_all_faults_but_ignore_page_give_exactly_the_fault_free_items(start_simu
     pages, client = fetch(faulty, read_timeout=0.3, page_size=20)
     reference, _ = fetch(simulator)
     injected = {raw for made in faulty.simulator.injected_bad_items.values() for _, raw in made}
-    served = [bytes(raw) for p in pages for raw in p.items]
+    served = [bytes(raw) for p in pages for raw in p.raw_items()]
     valid = [
         i
         for p in pages
-        for raw, i in zip(p.items, p.decoded_items(), strict=True)
+        for raw, i in zip(p.raw_items(), p.decoded_items(), strict=True)
         if bytes(raw) not in injected
     ]
     assert injected and len(served) - len(valid) == len(injected)
+    flagged = [p.page for p in pages if not p.conforms]
+    assert flagged == [p.page for p in pages if {bytes(r) for r in p.raw_items()} & injected]
     assert len(valid) > len({i["sid"] for i in valid}), "duplicates were served"
     assert {i["sid"]: i["session_cost"] for i in valid} == costs_by_sid(reference)
     reasons = " ".join(client.stats.by_reason)

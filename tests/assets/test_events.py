@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import dagster as dg
+
 from nova_pipeline.simulator import FleetSpec
 from nova_pipeline.warehouse import TABLES
 from tests.conftest import DAY, SMALL_FLEET, served_items
@@ -93,6 +95,16 @@ def test_bad_items_are_quarantined_with_their_reason_and_totals_unchanged(
     )
     share = check(result, "rejects_share")
     assert not share.passed and DAY_KEY in share.description
+    landed = faulty.sql(
+        "SELECT selector, page, landing_file FROM call_sms_raw_pages WHERE NOT conforms"
+    )
+    assert len(landed) == len(faulty.sim.simulator.injected_bad_items)
+    raw = result.asset_materializations_for_node("call_sms_raw_pages")[0].metadata
+    assert raw["pages_nonconforming"].value == len(landed)
+    assert {(selector, page) for selector, page, _ in landed} == set(
+        faulty.sql("SELECT DISTINCT selector, page FROM call_sms_rejects")
+    )
+    assert all(path.endswith(f"{selector}.nonconforming.ndjson") for selector, _, path in landed)
 
 
 def test_a_high_reject_share_blocks_the_rollups(make_pipeline):
@@ -141,3 +153,33 @@ def test_all_six_tables_exist_and_hold_the_day(make_pipeline):
         assert days == ([(DAY,)] if table != "call_sms_rejects" else [])
     assert all(e.passed for e in result.get_asset_check_evaluations())
     assert len(result.get_asset_check_evaluations()) == 8
+
+
+def test_one_events_check_can_run_alone(make_pipeline):
+    pipeline = make_pipeline(faults={"bad_items": 0.5})
+    pipeline.run(DAY_KEY)
+    only = dg.AssetSelection.checks(
+        dg.AssetCheckKey(dg.AssetKey("call_sms_events"), "rejects_share")
+    )
+    result = pipeline.run(DAY_KEY, selection=only, raise_on_error=False)
+    evaluations = result.get_asset_check_evaluations()
+    assert [e.check_name for e in evaluations] == ["rejects_share"]
+    assert not evaluations[0].passed and DAY_KEY in evaluations[0].description
+    assert not result.get_asset_materialization_events()
+
+
+def test_a_sid_seen_on_another_day_fails_sids_unique(make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    with pipeline.resources["duckdb"].get_connection() as con:
+        con.execute(
+            "INSERT INTO call_sms_events SELECT * REPLACE (day - 1 AS day) FROM call_sms_events "
+            "WHERE sid = (SELECT min(sid) FROM call_sms_events)"
+        )
+    only = dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("call_sms_events"), "sids_unique"))
+    (evaluation,) = pipeline.run(
+        DAY_KEY, selection=only, raise_on_error=False
+    ).get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.severity.value == "ERROR"
+    assert evaluation.metadata["failing_days"].value == [DAY_KEY]
+    assert "| 1 |" in evaluation.metadata["detail"].value

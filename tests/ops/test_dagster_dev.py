@@ -62,8 +62,7 @@ def test_backfills_launched_over_graphql_fill_every_day_and_queue_on_the_pool(st
         for key in TABLES:
             done = instance.get_materialized_partitions(dg.AssetKey(key))
             assert {d.isoformat() for d in days} <= done, key
-        for check in ASSET_CHECKS:
-            (check_key,) = check.check_keys
+        for check_key in (key for check in ASSET_CHECKS for key in check.check_keys):
             history = instance.event_log_storage.get_asset_check_execution_history(
                 check_key, limit=100
             )
