@@ -85,6 +85,7 @@ class Landing:
             False: fetch_dir / f"{selector}.nonconforming.ndjson",
         }
         tmp = {conforms: path.with_name(path.name + ".tmp") for conforms, path in paths.items()}
+        names = {conforms: str(path.resolve()) for conforms, path in paths.items()}
         records: list[PageRecord] = []
         with ExitStack() as stack:
             files: dict[bool, BinaryIO] = {}
@@ -105,7 +106,7 @@ class Landing:
                         body_bytes=len(page.body),
                         fetched_at=page.fetched_at,
                         request=page.request.fingerprint,
-                        landing_file=str(paths[page.conforms].resolve()),
+                        landing_file=names[page.conforms],
                         line=lines[page.conforms],
                         conforms=page.conforms,
                     )

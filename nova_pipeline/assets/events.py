@@ -71,7 +71,10 @@ def call_sms_events(
         c.execute(DEDUPLICATE_EVENTS_SQL, days)
 
     with duckdb.get_connection() as con:
-        stage_items(con, *landing_files(con, start, end, "%"))
+        # Events come from the `all` pull; rejects from any pull's nonconforming pages.
+        conforming, _ = landing_files(con, start, end, "all")
+        _, nonconforming = landing_files(con, start, end, "%")
+        stage_items(con, conforming, nonconforming)
         previous = dict(
             con.execute(
                 "SELECT day, sum(cost_eur) FROM call_sms_events WHERE day BETWEEN ? AND ? "

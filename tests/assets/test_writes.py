@@ -101,3 +101,17 @@ def test_a_failed_pull_writes_nothing_and_keeps_the_previous_day(make_pipeline):
     assert pipeline.sql("SELECT * FROM call_sms_raw_pages ORDER BY ALL") == pages_before
     assert snapshot(pipeline) == before
     assert len(glob.glob(str(pipeline.root / "landing/call_sms/day=*/fetch=*"))) == 1
+
+
+def test_pages_indexed_by_an_earlier_version_are_read_rule_by_rule(make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    before = snapshot(pipeline)
+    with duckdb.connect(pipeline.resources["duckdb"].database) as con:
+        con.execute("ALTER TABLE call_sms_raw_pages DROP COLUMN conforms")
+    pipeline.run(DAY_KEY, selection=["call_sms_events", "call_sms_rejects"])
+    assert pipeline.sql("SELECT count(*) FROM call_sms_raw_pages WHERE conforms IS NULL") == [
+        pipeline.sql("SELECT count(*) FROM call_sms_raw_pages")[0]
+    ]
+    assert snapshot(pipeline)["call_sms_events"] == before["call_sms_events"]
+    assert before["call_sms_events"]
