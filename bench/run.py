@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from nova_pipeline.api import ClientConfig, NovaClient, build_http_client  # noqa: E402
+from nova_pipeline.api import ClientConfig, Endpoint, NovaClient  # noqa: E402
 from nova_pipeline.simulator.process import free_port, simulator_process  # noqa: E402
 from nova_pipeline.warehouse import TABLES  # noqa: E402
 
@@ -73,23 +73,17 @@ def ddmmyyyy(day: dt.date) -> str:
 
 def warm_up(api_url: str, first: dt.date, last: dt.date) -> None:
     """Have the simulator generate the days before anything is timed."""
-    client = build_http_client(api_url, read_timeout_s=600)
-    day = first
-    while day <= last:
-        body = {
-            "filter": {"start": ddmmyyyy(day), "end": ddmmyyyy(day)},
-            "select": ["all"],
-            "page": 0,
-            "size": 1,
-        }
-        client.post("/report/call_sms", json=body).raise_for_status()
-        day += dt.timedelta(days=1)
-    client.close()
+    config = ClientConfig(page_size=1)
+    with NovaClient(Endpoint(api_url, read_timeout_s=600), config) as client:
+        day = first
+        while day <= last:
+            client.fetch_page(day, day, "all", 0)
+            day += dt.timedelta(days=1)
 
 
 def ceiling(api_url: str) -> float:
     """The project's client fetching and decoding the day, writing nothing: items/s."""
-    with NovaClient(build_http_client(api_url), ClientConfig(page_size=1000)) as client:
+    with NovaClient(Endpoint(api_url), ClientConfig(page_size=1000)) as client:
         started = time.perf_counter()
         items = sum(page.item_count for page in client.pages(DAY, DAY, "all"))
         return items / (time.perf_counter() - started)

@@ -9,7 +9,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from nova_pipeline.api import ClientConfig, NovaClient, RetryPolicy, build_http_client
+from nova_pipeline.api import ClientConfig, Endpoint, NovaClient, RetryPolicy
 from nova_pipeline.landing import Landing
 from nova_pipeline.settings import Settings, parse_groups
 from nova_pipeline.warehouse import ensure_schema
@@ -32,7 +32,7 @@ class NovaApiResource(dg.ConfigurableResource):
     fetch_concurrency: int = Field(default=4, description="Days fetched at once in one run")
 
     def client(self, logger: logging.Logger | None = None) -> NovaClient:
-        http = build_http_client(
+        endpoint = Endpoint(
             self.api_url,
             token=self.api_token,
             auth_header=self.auth_header,
@@ -46,7 +46,7 @@ class NovaApiResource(dg.ConfigurableResource):
             backoff_base_s=self.backoff_base_s,
         )
         config = ClientConfig(page_size=self.page_size, max_pages=self.max_pages, retry=retry)
-        return NovaClient(http, config, logger)
+        return NovaClient(endpoint, config, logger)
 
 
 class FleetGroupsResource(dg.ConfigurableResource):

@@ -1,6 +1,6 @@
-"""The NovaConnect API client (httpx, no Dagster import)."""
+"""The NovaConnect API client (httpx transports, no Dagster import)."""
 
-from nova_pipeline.api.client import ClientConfig, FetchStats, NovaClient, build_http_client
+from nova_pipeline.api.client import ClientConfig, Endpoint, FetchStats, NovaClient
 from nova_pipeline.api.errors import (
     ApiResponseError,
     AuthError,
@@ -17,6 +17,7 @@ __all__ = [
     "ApiResponseError",
     "AuthError",
     "ClientConfig",
+    "Endpoint",
     "FetchStats",
     "NovaApiError",
     "NovaClient",
@@ -27,5 +28,4 @@ __all__ = [
     "RetriesExhausted",
     "RetryPolicy",
     "TooManyPagesError",
-    "build_http_client",
 ]

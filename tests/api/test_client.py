@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 
@@ -12,13 +13,13 @@ import pytest
 from nova_pipeline.api import (
     AuthError,
     ClientConfig,
+    Endpoint,
     NovaClient,
     PageIgnoredError,
     RequestRejected,
     RetriesExhausted,
     RetryPolicy,
     TooManyPagesError,
-    build_http_client,
 )
 from tests.conftest import DAY
 
@@ -27,8 +28,8 @@ TOKEN = "tok-7f3a9c1e5b-secret"
 
 
 def client_for(sim, page_size=100, retry=FAST_RETRY, token="", read_timeout=5.0, **kw):
-    http = build_http_client(sim.api_url, token=token, read_timeout_s=read_timeout)
-    return NovaClient(http, ClientConfig(page_size=page_size, retry=retry, **kw))
+    endpoint = Endpoint(sim.api_url, token=token, read_timeout_s=read_timeout)
+    return NovaClient(endpoint, ClientConfig(page_size=page_size, retry=retry, **kw))
 
 
 def fetch(sim, selector="all", **kw) -> tuple[list, NovaClient]:
@@ -187,24 +188,61 @@ def test_retries_stop_at_the_deadline(start_simulator):
 
 
 def test_unreachable_server_is_a_connection_error_retried_then_reported():
-    http = build_http_client("http://127.0.0.1:9/api", connect_timeout_s=0.2)
+    endpoint = Endpoint("http://127.0.0.1:9/api", connect_timeout_s=0.2)
     policy = RetryPolicy(max_attempts=2, deadline_s=5, backoff_base_s=0.01, backoff_cap_s=0.01)
     with (
-        NovaClient(http, ClientConfig(retry=policy)) as client,
+        NovaClient(endpoint, ClientConfig(retry=policy)) as client,
         pytest.raises(RetriesExhausted, match="connection error"),
     ):
         client.fetch_page(DAY, DAY, "all", 0)
 
 
-def test_client_accepts_any_httpx_client():
+def test_endpoint_speaks_through_any_httpx_transport():
+    seen: list[httpx.Request] = []
+
     def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
         return httpx.Response(200, content=b'{"code":500,"message":"maintenance"}')
 
-    http = httpx.Client(base_url="http://nova.test/api", transport=httpx.MockTransport(handler))
+    endpoint = Endpoint(
+        "http://nova.test/api/", token=TOKEN, transport=httpx.MockTransport(handler)
+    )
     from nova_pipeline.api import ApiResponseError
 
-    with NovaClient(http) as client, pytest.raises(ApiResponseError, match="maintenance"):
+    with NovaClient(endpoint) as client, pytest.raises(ApiResponseError, match="maintenance"):
         client.fetch_page(DAY, DAY, "all", 0)
+    [request] = seen
+    assert request.method == "POST"
+    assert str(request.url) == "http://nova.test/api/report/call_sms"
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert request.headers["Accept-Encoding"] == "gzip, deflate"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.extensions["timeout"] == {
+        "connect": 10.0,
+        "read": 60.0,
+        "write": 60.0,
+        "pool": 60.0,
+    }
+    assert json.loads(request.content) == {
+        "filter": {"start": "18-11-2026", "end": "18-11-2026"},
+        "select": ["all"],
+        "page": 0,
+        "size": 1000,
+    }
+
+
+def test_endpoint_goes_through_the_proxy_the_environment_names(simulator, monkeypatch):
+    """HTTP_PROXY is honoured (here a dead one: every attempt fails to connect) and
+    NO_PROXY exempts a host from it, as an httpx.Client would do."""
+    policy = RetryPolicy(max_attempts=2, deadline_s=5, backoff_base_s=0.01, backoff_cap_s=0.01)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with client_for(simulator, retry=policy) as client, pytest.raises(RetriesExhausted):
+        client.fetch_page(DAY, DAY, "all", 0)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with client_for(simulator, retry=policy) as client:
+        assert client.fetch_page(DAY, DAY, "all", 0).item_count == 100
 
 
 @pytest.mark.parametrize(
