@@ -6,7 +6,6 @@ from nova_pipeline.assets.costs import group_daily_cost, sim_daily_cost
 from nova_pipeline.assets.events import call_sms_events, sim_group_membership
 from nova_pipeline.assets.raw import call_sms_raw_pages
 from nova_pipeline.checks import ASSET_CHECKS
-from nova_pipeline.partitions import DAILY
 
 WAREHOUSE_ASSETS = [
     call_sms_raw_pages,
@@ -20,7 +19,6 @@ call_sms_job = dg.define_asset_job(
     name="call_sms_job",
     selection=dg.AssetSelection.assets(*WAREHOUSE_ASSETS).without_checks()
     | dg.AssetSelection.checks(*ASSET_CHECKS),
-    partitions_def=DAILY,
     description=(
         "Pull NovaConnect call/SMS/USSD records for the selected provider days, load them "
         "into DuckDB and roll them up into per-SIM and per-group daily cost, with the data "
