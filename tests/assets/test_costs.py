@@ -6,6 +6,10 @@ import datetime as dt
 from collections import defaultdict
 from decimal import Decimal
 
+import duckdb
+
+from nova_pipeline.transforms.costs import SIM_DAILY_COST_SQL
+from nova_pipeline.warehouse import ensure_schema, replace_days
 from tests.conftest import DAY, independent_costs, served_items
 
 DAY_KEY = DAY.isoformat()
@@ -115,3 +119,44 @@ def test_late_and_rerated_records_move_the_day_to_the_new_truth(make_pipeline):
     assert meta["sims_changed"].value == len(changed)
     assert Decimal(meta["previous_cost_eur_exact"].value) == sum(first_cost.values())
     assert Decimal(meta["cost_eur_exact"].value) == sum(final_cost.values())
+
+
+def test_a_sim_row_carries_the_number_iccid_and_name_of_its_latest_event(tmp_path):
+    """A SIM renumbered and renamed during the day: its row takes the values of its latest
+    event by time, whatever order the events were written in."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("SET TimeZone = 'UTC'")
+    ensure_schema(con)
+    rows = [  # sid, hour, sim, number, iccid, name, cost
+        (3, 9, 7, "+77010000003", "89701990000000003", None, "0.300000"),
+        (1, 2, 7, "+77010000001", "89701990000000001", "Van-7", "0.100000"),
+        (4, 5, 8, "+77010000008", "89701990000000008", "Gate-8", "1.000000"),
+        (2, 6, 7, "+77010000002", "89701990000000002", "Van-7b", "0.200000"),
+    ]
+    for sid, hour, sim, number, iccid, name, cost in rows:
+        con.execute(
+            "INSERT INTO call_sms_events VALUES (?, ?, ?, 'call', '+1', ?, ?, ?, ?, ?, false, 0)",
+            [
+                sid,
+                dt.datetime.combine(DAY, dt.time(hour), dt.UTC),
+                DAY,
+                Decimal(cost),
+                sim,
+                number,
+                iccid,
+                name,
+            ],
+        )
+    replace_days(
+        con,
+        DAY,
+        DAY,
+        {"sim_daily_cost": lambda c: c.execute(SIM_DAILY_COST_SQL, {"start": DAY, "end": DAY})},
+    )
+    assert con.execute(
+        "SELECT sim_id, sim_number, iccid, sim_name, call_count, events, cost_eur "
+        "FROM sim_daily_cost ORDER BY sim_id"
+    ).fetchall() == [
+        (7, "+77010000003", "89701990000000003", None, 3, 3, Decimal("0.600000")),
+        (8, "+77010000008", "89701990000000008", "Gate-8", 1, 1, Decimal("1.000000")),
+    ]
