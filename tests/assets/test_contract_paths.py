@@ -9,7 +9,12 @@ import pytest
 
 from nova_pipeline.api.models import Item
 from nova_pipeline.simulator.faults import BAD_ITEM_KINDS, bad_item
-from nova_pipeline.transforms.events import CONFORMING_SQL, STAGE_SQL, VALID_COLUMNS
+from nova_pipeline.transforms.events import (
+    CONFORMING_SQL,
+    CONTRACT_FIELDS,
+    STAGE_SQL,
+    VALID_COLUMNS,
+)
 
 FIELDS = {
     "sid": b"1",
@@ -92,3 +97,10 @@ def test_the_strict_check_sends_every_faulty_kind_to_the_rules():
         "negative sid",
     }
     assert {name for name, raw in ITEMS.items() if conforms(raw)} == expected_to_conform
+
+
+def test_both_paths_read_the_same_contract_fields():
+    """The contract is written twice, as msgspec types (`Item`, the client's check) and as
+    DuckDB types (`CONFORMING_ITEM`, the fast read): a field added to one only would be
+    dropped silently on the fast path, or make every page nonconforming."""
+    assert Item.__struct_fields__ == CONTRACT_FIELDS
