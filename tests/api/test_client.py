@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import logging
 import time
@@ -198,11 +199,13 @@ def test_unreachable_server_is_a_connection_error_retried_then_reported():
 
 
 def test_endpoint_speaks_through_any_httpx_transport():
+    """The exact request sent, and a gzipped answer read as JSON."""
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, content=b'{"code":500,"message":"maintenance"}')
+        body = gzip.compress(b'{"code":500,"message":"maintenance"}')
+        return httpx.Response(200, content=body, headers={"Content-Encoding": "gzip"})
 
     endpoint = Endpoint(
         "http://nova.test/api/", token=TOKEN, transport=httpx.MockTransport(handler)
