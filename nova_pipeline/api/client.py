@@ -110,10 +110,11 @@ class Endpoint:
 
 
 def environment_proxy(url: httpx.URL) -> str | None:
-    """The proxy that HTTP_PROXY / HTTPS_PROXY / NO_PROXY name for `url`, if any."""
+    """The proxy that HTTP_PROXY / HTTPS_PROXY / ALL_PROXY / NO_PROXY name for `url`."""
     if urllib.request.proxy_bypass(url.host):
         return None
-    return urllib.request.getproxies().get(url.scheme)
+    proxies = urllib.request.getproxies()
+    return proxies.get(url.scheme) or proxies.get("all")
 
 
 class NovaClient:

@@ -235,14 +235,21 @@ def test_endpoint_speaks_through_any_httpx_transport():
 
 
 def test_endpoint_goes_through_the_proxy_the_environment_names(simulator, monkeypatch):
-    """HTTP_PROXY is honoured (here a dead one: every attempt fails to connect) and
-    NO_PROXY exempts a host from it, as an httpx.Client would do."""
+    """HTTP_PROXY and ALL_PROXY are honoured (here a dead one: every attempt fails to
+    connect) and NO_PROXY exempts a host from them, as an httpx.Client would do."""
     policy = RetryPolicy(max_attempts=2, deadline_s=5, backoff_base_s=0.01, backoff_cap_s=0.01)
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    with client_for(simulator, retry=policy) as client, pytest.raises(RetriesExhausted):
-        client.fetch_page(DAY, DAY, "all", 0)
+    for name in ("HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name in ("HTTP_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+        with (
+            client_for(simulator, retry=policy) as client,
+            pytest.raises(RetriesExhausted, match="connection error"),
+        ):
+            client.fetch_page(DAY, DAY, "all", 0)
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     with client_for(simulator, retry=policy) as client:
         assert client.fetch_page(DAY, DAY, "all", 0).item_count == 100
