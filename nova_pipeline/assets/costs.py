@@ -15,6 +15,18 @@ from nova_pipeline.resources import FleetGroupsResource
 from nova_pipeline.transforms.costs import GROUP_DAILY_COST_SQL, SIM_DAILY_COST_SQL
 from nova_pipeline.warehouse import replace_days
 
+CHANGED_SIMS_SQL = """
+SELECT count(*) OVER (), day, sim_id, p.cost_eur, n.cost_eur
+FROM previous_cost p
+FULL JOIN (SELECT day, sim_id, cost_eur FROM sim_daily_cost WHERE day BETWEEN $1 AND $2) n
+    USING (day, sim_id)
+WHERE p.cost_eur IS DISTINCT FROM n.cost_eur
+ORDER BY day, sim_id
+LIMIT 50
+"""
+"""The SIMs whose cost a re-run changed: how many, and the first 50 to show (bringing all
+of them into Python cost 0.15 s when every SIM of a million-event day changed)."""
+
 
 @dg.asset(
     name="sim_daily_cost",
@@ -55,13 +67,7 @@ def sim_daily_cost(
             "(SELECT sum(cost_eur) FROM previous_cost), (SELECT count(*) > 0 FROM previous_cost)",
             {"s": start, "e": end},
         ).fetchone()
-        changed = con.execute(
-            "SELECT day, sim_id, p.cost_eur, n.cost_eur FROM previous_cost p "
-            "FULL JOIN (SELECT day, sim_id, cost_eur FROM sim_daily_cost "
-            "           WHERE day BETWEEN ? AND ?) n USING (day, sim_id) "
-            "WHERE p.cost_eur IS DISTINCT FROM n.cost_eur ORDER BY day, sim_id",
-            [start, end],
-        ).fetchall()
+        changed = con.execute(CHANGED_SIMS_SQL, [start, end]).fetchall() if had_previous else []
         top = con.execute(
             "SELECT sim_id, any_value(sim_name), any_value(iccid), sum(events), sum(cost_eur) "
             "FROM sim_daily_cost WHERE day BETWEEN ? AND ? "
@@ -80,12 +86,12 @@ def sim_daily_cost(
     if had_previous:
         metadata |= {
             "previous_cost_eur_exact": str(previous_total or 0),
-            "sims_changed": len(changed),
+            "sims_changed": changed[0][0] if changed else 0,
             "changes": markdown_table(
                 ["day", "sim_id", "previous €", "now €"],
                 [
                     (d, s, euro(p) if p is not None else "—", euro(n) if n is not None else "—")
-                    for d, s, p, n in changed[:50]
+                    for _, d, s, p, n in changed
                 ],
             ),
         }

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import duckdb
 
+from nova_pipeline.assets.common import euro
 from nova_pipeline.transforms.costs import SIM_DAILY_COST_SQL
 from nova_pipeline.warehouse import ensure_schema, replace_days
 from tests.conftest import DAY, independent_costs, served_items
@@ -119,6 +120,32 @@ def test_late_and_rerated_records_move_the_day_to_the_new_truth(make_pipeline):
     assert meta["sims_changed"].value == len(changed)
     assert Decimal(meta["previous_cost_eur_exact"].value) == sum(first_cost.values())
     assert Decimal(meta["cost_eur_exact"].value) == sum(final_cost.values())
+
+
+def test_a_restatement_counts_every_changed_sim_and_shows_the_first_50(
+    start_simulator, make_pipeline
+):
+    """Events corrected for most SIMs, then the per-SIM cost re-run on its own: every
+    changed SIM is counted, the first 50 by sim_id are shown with both costs."""
+    from nova_pipeline.simulator import FleetSpec
+
+    sim = start_simulator(fleet=FleetSpec(seed=7, sims=90, groups=3, events_per_sim_day=6))
+    pipeline = make_pipeline(sim=sim)
+    pipeline.run(DAY_KEY)
+    before = dict(pipeline.sql("SELECT sim_id, cost_eur FROM sim_daily_cost WHERE day = ?", DAY))
+    pipeline.sql("UPDATE call_sms_events SET cost_eur = cost_eur + 0.01 WHERE sim_id % 3 <> 0")
+    result = pipeline.run(DAY_KEY, selection=["sim_daily_cost"])
+
+    changed = sorted(s for s in before if s % 3 != 0)
+    assert len(changed) > 50
+    meta = result.asset_materializations_for_node("sim_daily_cost")[0].metadata
+    assert meta["sims_changed"].value == len(changed)
+    shown = meta["changes"].value.splitlines()[2:]
+    assert len(shown) == 50
+    first = changed[0]
+    [(events,)] = pipeline.sql("SELECT count(*) FROM call_sms_events WHERE sim_id = ?", first)
+    now = before[first] + Decimal("0.01") * events
+    assert shown[0] == f"| {DAY} | {first} | {euro(before[first])} | {euro(now)} |"
 
 
 def test_a_sim_row_carries_the_number_iccid_and_name_of_its_latest_event(tmp_path):
