@@ -183,3 +183,23 @@ def test_a_sid_seen_on_another_day_fails_sids_unique(make_pipeline):
     assert not evaluation.passed and evaluation.severity.value == "ERROR"
     assert evaluation.metadata["failing_days"].value == [DAY_KEY]
     assert "| 1 |" in evaluation.metadata["detail"].value
+
+
+def test_group_sids_missing_from_the_account_pull_fail_the_group_check(make_pipeline):
+    """Group costs come from the account pull's events; a sid a group pull returned that
+    the account pull lacks would be missing from them, so the check names day and pull."""
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    vans = "SELECT sim_id FROM sim_group_membership WHERE group_id = 2"
+    [(missing,)] = pipeline.sql(f"SELECT count(*) FROM call_sms_events WHERE sim_id IN ({vans})")
+    assert missing > 0
+    pipeline.sql(f"DELETE FROM call_sms_events WHERE sim_id IN ({vans})")
+    only = dg.AssetSelection.checks(
+        dg.AssetCheckKey(dg.AssetKey("sim_group_membership"), "group_sids_in_account_pull")
+    )
+    (evaluation,) = pipeline.run(
+        DAY_KEY, selection=only, raise_on_error=False
+    ).get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.severity.value == "ERROR"
+    assert evaluation.metadata["failing_days"].value == [DAY_KEY]
+    assert f"| {DAY_KEY} | g_2 | {missing} |" in evaluation.metadata["detail"].value
