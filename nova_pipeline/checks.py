@@ -21,7 +21,7 @@ from duckdb import DuckDBPyConnection
 from nova_pipeline.assets.common import DUCKDB_POOL, landing_files, markdown_table
 from nova_pipeline.partitions import DAILY, day_range
 from nova_pipeline.settings import current_settings
-from nova_pipeline.transforms.events import GROUP_SIDS_MISSING_SQL, stage_items
+from nova_pipeline.transforms.events import GROUP_SIDS_MISSING_SQL, stage_group_items
 from nova_pipeline.warehouse import EVENT_TYPES
 
 Days = tuple[dt.date, dt.date]
@@ -237,7 +237,7 @@ def group_sids_in_account_pull(
 ) -> dg.AssetCheckResult:
     days = _days(context)
     with duckdb.get_connection() as con:
-        stage_items(con, *landing_files(con, days[0], days[1], "g\\_%"))
+        stage_group_items(con, *landing_files(con, days[0], days[1], "g\\_%"))
         failing = con.execute(GROUP_SIDS_MISSING_SQL).fetchall()
     return _result(
         failing,

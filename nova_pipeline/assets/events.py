@@ -22,6 +22,7 @@ from nova_pipeline.transforms.events import (
     INSERT_REJECTS_SQL,
     MEMBERSHIP_SQL,
     SUMMARY_SQL,
+    stage_group_items,
     stage_items,
 )
 from nova_pipeline.warehouse import replace_days
@@ -163,7 +164,7 @@ def sim_group_membership(
     groups = fleet_groups.as_map()
     with duckdb.get_connection() as con:
         register_groups(con, groups)
-        stage_items(con, *landing_files(con, start, end, "g\\_%"))
+        stage_group_items(con, *landing_files(con, start, end, "g\\_%"))
         counts = replace_days(
             con, start, end, {"sim_group_membership": lambda c: c.execute(MEMBERSHIP_SQL)}
         )

@@ -33,12 +33,18 @@ INTEGER = "('UBIGINT', 'BIGINT')"
 NUMBER = "('UBIGINT', 'BIGINT', 'DOUBLE')"
 
 PAGE_COLUMNS = "{day: 'DATE', selector: 'VARCHAR', page: 'INTEGER', body: '%s'}"
-CONFORMING_PAGE_COLUMNS = PAGE_COLUMNS % (
-    "STRUCT(result STRUCT(items STRUCT("
-    + ", ".join(f"{name} {kind}" for name, kind in CONFORMING_ITEM.items())
-    + ")[]))"
-)
 NONCONFORMING_PAGE_COLUMNS = PAGE_COLUMNS % "STRUCT(result STRUCT(items JSON[]))"
+
+
+def _conforming_items(fields: tuple[str, ...]) -> str:
+    """Every item `i` of the conforming pages (a file list literal goes in `%s`), read with
+    fixed types; only `fields` are made into values, the rest of each item is skipped."""
+    item = ", ".join(f"{name} {CONFORMING_ITEM[name]}" for name in fields)
+    columns = PAGE_COLUMNS % f"STRUCT(result STRUCT(items STRUCT({item})[]))"
+    return (
+        "SELECT day, selector, page, unnest(body.result.items) AS i "
+        f"FROM read_json(%s, format = 'newline_delimited', columns = {columns})"
+    )
 
 
 FIELDS_STRUCTURE = "{" + ", ".join(f'"{name}": "JSON"' for name in CONTRACT_FIELDS) + "}"
@@ -125,12 +131,17 @@ CONFORMING_SQL = f"""
 SELECT day, selector, page, i.sid, to_timestamp(i.date) AS occurred_at, i.type, i.to_number,
        i.session_cost AS cost_eur, i.id AS sim_id, i.original_number AS sim_number, i.iccid,
        i.name AS sim_name
-FROM (
-    SELECT day, selector, page, unnest(body.result.items) AS i
-    FROM read_json(%s, format = 'newline_delimited', columns = {CONFORMING_PAGE_COLUMNS})
-)
+FROM ({_conforming_items(CONTRACT_FIELDS)})
 """
 """Every item of the conforming pages (a file list literal goes in `%s`), typed on read."""
+
+GROUP_COLUMNS = "day, selector, sid, sim_id"
+GROUP_CONFORMING_SQL = f"""
+SELECT day, selector, i.sid, i.id AS sim_id FROM ({_conforming_items(("sid", "id"))})
+"""
+"""Sid and SIM of every item of the conforming group pages: all that membership and the
+group check use. Two fields made into values instead of nine: a million items are read
+in about 0.4 s instead of 0.75 s."""
 
 
 def stage_items(
@@ -139,14 +150,30 @@ def stage_items(
     """Judge the items of the given landing files, in two temp objects of `con`:
     `staged_items` (every item of the nonconforming pages, with its `reason`) and the view
     `valid_items` (every item that meets the contract, typed, from both kinds of page)."""
-    if nonconforming:
-        con.execute(STAGE_SQL, {"files": nonconforming})
-    else:
-        con.execute(EMPTY_STAGE_SQL)
+    _stage_nonconforming(con, nonconforming)
     sources = [VALID_STAGED_SQL]
     if conforming:
         sources.append(CONFORMING_SQL % _sql_list(conforming))
     con.execute(f"CREATE OR REPLACE TEMP VIEW valid_items AS {' UNION ALL '.join(sources)}")
+
+
+def stage_group_items(
+    con: duckdb.DuckDBPyConnection, conforming: list[str], nonconforming: list[str]
+) -> None:
+    """The same judgement for group pulls, into the view `group_items`: day, selector, sid
+    and SIM of every item that meets the contract."""
+    _stage_nonconforming(con, nonconforming)
+    sources = [f"SELECT {GROUP_COLUMNS} FROM staged_items WHERE reason IS NULL"]
+    if conforming:
+        sources.append(GROUP_CONFORMING_SQL % _sql_list(conforming))
+    con.execute(f"CREATE OR REPLACE TEMP VIEW group_items AS {' UNION ALL '.join(sources)}")
+
+
+def _stage_nonconforming(con: duckdb.DuckDBPyConnection, nonconforming: list[str]) -> None:
+    if nonconforming:
+        con.execute(STAGE_SQL, {"files": nonconforming})
+    else:
+        con.execute(EMPTY_STAGE_SQL)
 
 
 def _sql_list(values: list[str]) -> str:
@@ -220,13 +247,13 @@ items with extra fields, items of all pulls. Items are counted from the raw page
 MEMBERSHIP_SQL = """
 INSERT INTO sim_group_membership
 SELECT DISTINCT v.day, g.group_id, g.group_name, v.sim_id
-FROM valid_items v JOIN group_names g ON g.group_id = CAST(substr(v.selector, 3) AS INTEGER)
+FROM group_items v JOIN group_names g ON g.group_id = CAST(substr(v.selector, 3) AS INTEGER)
 """
 """Which SIMs each configured group's pull returned that day (valid items only)."""
 
 GROUP_SIDS_MISSING_SQL = """
 SELECT v.day, v.selector, count(DISTINCT v.sid) AS missing
-FROM valid_items v
+FROM group_items v
 ANTI JOIN call_sms_events e ON e.day = v.day AND e.sid = v.sid
 GROUP BY ALL ORDER BY ALL
 """

@@ -1,5 +1,6 @@
 """The two ways an item is read agree: what the client's strict check (`api.models.Item`)
-lets through the fast path, the rule-by-rule SQL accepts too, with the very same values."""
+lets through the fast path, the rule-by-rule SQL accepts too, with the very same values
+(and the group pulls' two-field read of it the same sid and SIM)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from nova_pipeline.simulator.faults import BAD_ITEM_KINDS, bad_item
 from nova_pipeline.transforms.events import (
     CONFORMING_SQL,
     CONTRACT_FIELDS,
+    GROUP_COLUMNS,
+    GROUP_CONFORMING_SQL,
     STAGE_SQL,
     VALID_COLUMNS,
 )
@@ -83,6 +86,9 @@ def test_fast_path_takes_only_what_the_rules_accept_with_the_same_values(tmp_pat
     assert reason is None, f"{name}: the client let through what the rules reject: {reason}"
     fast = con.execute(CONFORMING_SQL % f"['{path}']").fetchall()
     assert fast == [tuple(judged)]
+    as_group = con.execute(GROUP_CONFORMING_SQL % f"['{path}']").fetchall()
+    judged_by_column = dict(zip(VALID_COLUMNS.split(", "), judged, strict=True))
+    assert as_group == [tuple(judged_by_column[c] for c in GROUP_COLUMNS.split(", "))]
 
 
 def test_the_strict_check_sends_every_faulty_kind_to_the_rules():
