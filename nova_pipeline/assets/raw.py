@@ -90,6 +90,7 @@ def call_sms_raw_pages(
             "pages": sum(p.pages for p in pulls),
             "pages_nonconforming": sum(not r.conforms for r in records),
             "items_all_pull": sum(p.items() for p in pulls),
+            "items_group_pulls": sum(r.item_count for r in records if r.selector != "all"),
             "body_mb": round(sum(p.body_bytes for p in pulls) / 1e6, 2),
             "requests": sum(p.requests for p in pulls),
             "retries": sum(p.retries for p in pulls),

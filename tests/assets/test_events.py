@@ -43,7 +43,7 @@ def test_events_are_typed_one_row_per_sid(make_pipeline):
 
 def test_every_page_is_kept_verbatim_and_indexed(make_pipeline):
     pipeline = make_pipeline()
-    pipeline.run(DAY_KEY)
+    result = pipeline.run(DAY_KEY)
     pages = pipeline.sql(
         "SELECT selector, page, item_count, landing_file, line, request FROM call_sms_raw_pages "
         "ORDER BY selector, page"
@@ -51,6 +51,11 @@ def test_every_page_is_kept_verbatim_and_indexed(make_pipeline):
     assert {p[0] for p in pages} == {"all", "g_1", "g_2", "g_3"}
     served = served_items(pipeline.sim.api_url, DAY)
     assert sum(p[2] for p in pages if p[0] == "all") == len(served)
+    meta = result.asset_materializations_for_node("call_sms_raw_pages")[0].metadata
+    assert meta["items_all_pull"].value == len(served)
+    assert meta["items_group_pulls"].value == sum(
+        len(served_items(pipeline.sim.api_url, DAY, f"g_{g}")) for g in (1, 2, 3)
+    )
     for selector, page, count, path, line, request in pages:
         with open(path, "rb") as landed:
             record = json.loads(landed.readlines()[line])
