@@ -42,7 +42,9 @@ def test_bench_smoke_writes_every_documented_key(tmp_path):
         "backfill_seconds_per_day_per_run",
         "backfill_runs_batched",
         "backfill_runs_per_run",
+        "e2e_seconds_1m_with_groups",
     ):
         assert results[key] > 0, key
     assert results["backfill_runs_batched"] == 1 and results["backfill_runs_per_run"] == 2
     assert results["e2e_events_1m"] > 0 and "| simulator serving rate |" in md.read_text()
+    assert results["e2e_items_fetched_1m_with_groups"] > results["e2e_events_1m_with_groups"]
