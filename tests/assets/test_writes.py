@@ -119,7 +119,7 @@ def test_pages_indexed_by_an_earlier_version_are_read_rule_by_rule(make_pipeline
 
 def test_a_long_warehouse_query_draws_no_progress_bar_in_the_step_log(tmp_path, capfd):
     """DuckDB draws a progress bar on stdout for slow queries; in a Dagster step that
-    lands in the run's captured log, so warehouse connections turn it off."""
+    lands in the run's captured log, so warehouse connections never print it."""
     from nova_pipeline.resources import WarehouseResource
 
     with WarehouseResource(database=str(tmp_path / "w.duckdb")).get_connection() as con:
