@@ -125,7 +125,6 @@ VALID_COLUMNS = (
     "day, selector, page, sid, occurred_at, type, to_number, cost_eur, sim_id, sim_number, "
     "iccid, sim_name"
 )
-VALID_STAGED_SQL = f"SELECT {VALID_COLUMNS} FROM staged_items WHERE reason IS NULL"
 
 CONFORMING_SQL = f"""
 SELECT day, selector, page, i.sid, to_timestamp(i.date) AS occurred_at, i.type, i.to_number,
@@ -150,11 +149,7 @@ def stage_items(
     """Judge the items of the given landing files, in two temp objects of `con`:
     `staged_items` (every item of the nonconforming pages, with its `reason`) and the view
     `valid_items` (every item that meets the contract, typed, from both kinds of page)."""
-    _stage_nonconforming(con, nonconforming)
-    sources = [VALID_STAGED_SQL]
-    if conforming:
-        sources.append(CONFORMING_SQL % _sql_list(conforming))
-    con.execute(f"CREATE OR REPLACE TEMP VIEW valid_items AS {' UNION ALL '.join(sources)}")
+    _stage(con, "valid_items", VALID_COLUMNS, CONFORMING_SQL, conforming, nonconforming)
 
 
 def stage_group_items(
@@ -162,18 +157,25 @@ def stage_group_items(
 ) -> None:
     """The same judgement for group pulls, into the view `group_items`: day, selector, sid
     and SIM of every item that meets the contract."""
-    _stage_nonconforming(con, nonconforming)
-    sources = [f"SELECT {GROUP_COLUMNS} FROM staged_items WHERE reason IS NULL"]
-    if conforming:
-        sources.append(GROUP_CONFORMING_SQL % _sql_list(conforming))
-    con.execute(f"CREATE OR REPLACE TEMP VIEW group_items AS {' UNION ALL '.join(sources)}")
+    _stage(con, "group_items", GROUP_COLUMNS, GROUP_CONFORMING_SQL, conforming, nonconforming)
 
 
-def _stage_nonconforming(con: duckdb.DuckDBPyConnection, nonconforming: list[str]) -> None:
+def _stage(
+    con: duckdb.DuckDBPyConnection,
+    view: str,
+    columns: str,
+    conforming_sql: str,
+    conforming: list[str],
+    nonconforming: list[str],
+) -> None:
     if nonconforming:
         con.execute(STAGE_SQL, {"files": nonconforming})
     else:
         con.execute(EMPTY_STAGE_SQL)
+    sources = [f"SELECT {columns} FROM staged_items WHERE reason IS NULL"]
+    if conforming:
+        sources.append(conforming_sql % _sql_list(conforming))
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {' UNION ALL '.join(sources)}")
 
 
 def _sql_list(values: list[str]) -> str:
