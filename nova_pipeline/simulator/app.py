@@ -19,7 +19,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 
 from nova_pipeline.simulator.dataset import Dataset, FleetSpec
-from nova_pipeline.simulator.faults import BAD_ITEM_KINDS, EXTRA_FIELD, Faults, bad_item
+from nova_pipeline.simulator.faults import (
+    BAD_ITEM_KINDS,
+    DAY_OVERLAP_ITEMS,
+    EXTRA_FIELD,
+    Faults,
+    bad_item,
+)
 
 API_PATH = "/api/report/call_sms"
 DATE_RE = re.compile(r"(\d{2})-(\d{2})-(\d{4})")
@@ -171,11 +177,21 @@ class Simulator:
         chosen = items[lo:hi]
         if chosen and page > 0 and faults.hits("duplicates", query.key, page):
             chosen = items[max(0, lo - 3) : lo] + chosen
+        if chosen and page == 0 and faults.hits("day_overlap", query.key):
+            chosen = self._end_of_day_before(query) + chosen
         if chosen and faults.hits("extra_fields", query.key, page):
             chosen = [item[:-1] + EXTRA_FIELD for item in chosen]
         if chosen and faults.hits("bad_items", query.key, page):
             chosen = chosen + self._bad_items(query, page)
         return b'{"code":200,"message":"OK","result":{"items":[' + b",".join(chosen) + b"]}}"
+
+    def _end_of_day_before(self, query: Query) -> list[bytes]:
+        """The account's last items of the day before the query's, those of the selected SIMs:
+        what a report day that reaches back before midnight adds to every pull alike."""
+        day_items, sim_index = self.dataset.visible(query.start - dt.timedelta(days=1), self.now())
+        selected = self._selected_sims(query.selectors)
+        last = range(max(0, len(day_items) - DAY_OVERLAP_ITEMS), len(day_items))
+        return [day_items[i] for i in last if selected is None or sim_index[i] in selected]
 
     def _bad_items(self, query: Query, page: int) -> list[bytes]:
         key = (query.key, page)

@@ -2,8 +2,8 @@
 
 Transport faults (429, 5xx, slow, disconnect, truncated body) depend on how many times the
 same request was already made, so a retry can succeed. Content faults (bad items,
-duplicates, an ignored page number, schema drift) depend only on the request, so every
-retry of a page sees the same content.
+duplicates, a day that overlaps the one before, an ignored page number, schema drift)
+depend only on the request, so every retry of a page sees the same content.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ FAULTS = (
     "malformed_json",
     "bad_items",
     "duplicates",
+    "day_overlap",
     "ignore_page",
     "extra_fields",
 )
@@ -30,6 +31,7 @@ DEFAULT_RATES = {
     "malformed_json": 0.05,
     "bad_items": 0.2,
     "duplicates": 0.2,
+    "day_overlap": 1.0,
     "ignore_page": 1.0,
     "extra_fields": 0.2,
 }
@@ -43,6 +45,10 @@ BAD_ITEM_KINDS = (
     "unknown_type",
     "negative_cost",
 )
+DAY_OVERLAP_ITEMS = 3
+"""`day_overlap`: the first page of a day also serves the account's last items of the day
+before (those of the pull's SIMs), as a provider whose report day reached back before
+midnight would: the same sids on two days."""
 EXTRA_FIELD = b',"roaming":false}'
 """Schema drift: a field the contract does not have, added to every item of a hit page."""
 BAD_SID_BASE = 9_000_000_000_000

@@ -64,6 +64,26 @@ def test_duplicates_repeat_items_of_the_previous_page(start_simulator, simulator
     assert list({i["sid"]: i for i in got}.values()) == clean
 
 
+def test_day_overlap_serves_the_end_of_the_day_before_to_every_pull(start_simulator, simulator):
+    faulty = start_simulator(faults={"day_overlap": 1.0})
+    day_before = all_items(simulator, "17-11-2026", size=100)
+    clean = all_items(simulator, "18-11-2026", size=100)
+    assert all_items(faulty, "18-11-2026", size=100) == day_before[-3:] + clean
+    last_sids = {i["sid"] for i in day_before[-3:]}
+    sim_of = {i["sid"]: i["id"] for i in day_before[-3:]}
+    extras = []
+    for group in ("g_1", "g_2", "g_3"):
+        group_clean = all_items(simulator, "18-11-2026", select=(group,), size=100)
+        got = all_items(faulty, "18-11-2026", select=(group,), size=100)
+        extra = got[: len(got) - len(group_clean)]
+        assert got[len(extra) :] == group_clean
+        assert {i["sid"] for i in extra} <= last_sids
+        group_sims = {i["id"] for i in all_items(simulator, "17-11-2026", select=(group,))}
+        assert {i["sid"] for i in extra} == {s for s in last_sids if sim_of[s] in group_sims}
+        extras += extra
+    assert extras, "no group pull got the overlap: the test would not see a wrong subset"
+
+
 def test_ignore_page_answers_page_zero_whatever_is_asked(start_simulator):
     sim = start_simulator(faults={"ignore_page": 1.0})
     assert (
