@@ -230,7 +230,10 @@ def call_sms_events_checks(
     "sim_group_membership",
     blocking=True,
     additional_deps=["call_sms_events"],
-    description="Every valid sid a group pull returned is in the account-wide pull of that day.",
+    description=(
+        "Every valid sid a group pull returned is in the events of the account-wide pull: "
+        "of that day, or of the day a repeated copy of it was kept."
+    ),
 )
 def group_sids_in_account_pull(
     context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource

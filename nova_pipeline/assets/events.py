@@ -17,10 +17,11 @@ from nova_pipeline.assets.common import (
 from nova_pipeline.partitions import DAILY, day_range
 from nova_pipeline.resources import FleetGroupsResource
 from nova_pipeline.transforms.events import (
-    DEDUPLICATE_EVENTS_SQL,
+    DELETE_REPEATED_COPIES_SQL,
     INSERT_EVENTS_SQL,
     INSERT_REJECTS_SQL,
     MEMBERSHIP_SQL,
+    REPEATED_COPIES_SQL,
     SUMMARY_SQL,
     stage_group_items,
     stage_items,
@@ -41,7 +42,8 @@ RAW = dg.AssetKey("call_sms_raw_pages")
             description=(
                 "One row per call, SMS or USSD request (per `sid`) of the account-wide pull, "
                 "typed: UTC timestamp, provider day, exact euro cost (DECIMAL, never a float). "
-                "A sid served twice (on two pages) is kept once and counted. Items whose "
+                "A sid served twice, on two pages or on two days, is kept once and counted "
+                "(a copy already stored for another day wins). Items whose "
                 "timestamp falls outside the requested day in NOVA_TIMEZONE are kept and "
                 "flagged `out_of_window`."
             ),
@@ -69,7 +71,8 @@ def call_sms_events(
 
     def insert_events(c: DuckDBPyConnection) -> None:
         c.execute(INSERT_EVENTS_SQL, {"timezone": DAILY.timezone})
-        c.execute(DEDUPLICATE_EVENTS_SQL, days)
+        c.execute(REPEATED_COPIES_SQL, days)
+        c.execute(DELETE_REPEATED_COPIES_SQL)
 
     with duckdb.get_connection() as con:
         # Events come from the `all` pull; rejects from any pull's nonconforming pages.
@@ -93,6 +96,18 @@ def call_sms_events(
             },
         )
         summary = con.execute(SUMMARY_SQL, days).fetchall()
+        kept_elsewhere = con.execute(
+            "SELECT day, kept_day, count(*) FROM repeated_copies WHERE kept_day <> day "
+            "GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    for day, kept_day, count in kept_elsewhere:
+        context.log.warning(
+            "%d sids of %s were already kept on %s and are counted there only (the provider "
+            "served them for both days)",
+            count,
+            day,
+            kept_day,
+        )
     total_cost = sum((row[2] or 0 for row in summary), start=0)
     rows = [
         (
@@ -115,6 +130,7 @@ def call_sms_events(
             "cost_eur_exact": str(total_cost),
             "previous_cost_eur_exact": str(sum(previous.values(), start=0)) if previous else "none",
             "duplicates_collapsed": sum(row[5] for row in summary),
+            "duplicates_kept_on_another_day": sum(row[2] for row in kept_elsewhere),
             "out_of_window": sum(row[3] for row in summary),
             "items_with_extra_fields": sum(row[6] for row in summary),
             "per_day": markdown_table(

@@ -192,24 +192,36 @@ SELECT
 FROM valid_items
 WHERE selector = 'all'
 """
-"""Every valid item of the account-wide pull, typed; run DEDUPLICATE_EVENTS_SQL after it."""
+"""Every valid item of the account-wide pull, typed; run the two repeated-copies
+statements after it."""
 
-DEDUPLICATE_EVENTS_SQL = """
-DELETE FROM call_sms_events WHERE rowid IN (
-    SELECT rowid FROM (
-        SELECT rowid, row_number() OVER (PARTITION BY day, sid ORDER BY source_page) AS copy
-        FROM call_sms_events
-        SEMI JOIN (
-            SELECT day, sid FROM call_sms_events WHERE day BETWEEN $start AND $end
-            GROUP BY ALL HAVING count(*) > 1
-        ) USING (day, sid)
+REPEATED_COPIES_SQL = """
+CREATE OR REPLACE TEMP TABLE repeated_copies AS
+SELECT rowid AS row_id, day, kept_day FROM (
+    SELECT rowid, day, first_value(day) OVER copies AS kept_day, row_number() OVER copies AS copy
+    FROM call_sms_events
+    SEMI JOIN (
+        SELECT sid FROM call_sms_events
+        SEMI JOIN (SELECT sid FROM call_sms_events WHERE day BETWEEN $start AND $end) USING (sid)
+        GROUP BY sid HAVING count(*) > 1
+    ) USING (sid)
+    WINDOW copies AS (
+        PARTITION BY sid ORDER BY day BETWEEN $start AND $end, out_of_window, day, source_page
     )
-    WHERE copy > 1
 )
+WHERE copy > 1 AND day BETWEEN $start AND $end
 """
-"""A sid served twice (on two pages) keeps its first copy. Done as a delete of the few
-repeated sids, not a window over the whole day: that window needed more than DuckDB's
-memory cap for a million-item day."""
+"""The rows of the run's days whose sid is stored more than once: a later copy on the same
+day (two pages served it) or a copy of a sid already kept on another day (the provider's
+days overlapped, or it moved a record to another day). Which copy is kept: one stored for
+a day outside the run (its day is not rewritten by this run), else the copy whose
+timestamp falls inside its day, else the earliest day and page. Only the few repeated
+sids are windowed: a window over the whole day needed more than DuckDB's memory cap at a
+million items. The semi joins let DuckDB skip the row groups of other days' sids."""
+
+DELETE_REPEATED_COPIES_SQL = (
+    "DELETE FROM call_sms_events WHERE rowid IN (SELECT row_id FROM repeated_copies)"
+)
 
 INSERT_REJECTS_SQL = """
 INSERT INTO call_sms_rejects
@@ -256,7 +268,8 @@ FROM group_items v JOIN group_names g ON g.group_id = CAST(substr(v.selector, 3)
 GROUP_SIDS_MISSING_SQL = """
 SELECT v.day, v.selector, count(DISTINCT v.sid) AS missing
 FROM group_items v
-ANTI JOIN call_sms_events e ON e.day = v.day AND e.sid = v.sid
+ANTI JOIN call_sms_events e ON e.sid = v.sid
 GROUP BY ALL ORDER BY ALL
 """
-"""Per day and group pull: valid sids the group returned that the account pull did not."""
+"""Per day and group pull: valid sids the group returned that are in no day's events (a
+sid of a day's group pull may be kept on another day, as a repeated copy)."""

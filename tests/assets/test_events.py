@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from decimal import Decimal
 
@@ -132,6 +133,53 @@ def test_duplicate_items_across_pages_are_collapsed_and_counted(make_pipeline):
     meta = result.asset_materializations_for_node("call_sms_events")[0].metadata
     pages = faulty.sql("SELECT count(*) FROM call_sms_raw_pages WHERE selector = 'all'")[0][0]
     assert meta["duplicates_collapsed"].value == 3 * (pages - 1)
+
+
+def test_a_sid_served_for_two_days_is_kept_once_and_nothing_is_lost(make_pipeline):
+    """The provider's report day reaches back before midnight, so each day also serves the
+    last sids of the day before: each is stored once, the days' totals stay exact, and a
+    day loaded later leaves a copy already stored for another day where it is."""
+    d0, d1, d2, d3 = (DAY - dt.timedelta(days=n) for n in (3, 2, 1, 0))
+    clean = make_pipeline()
+    clean.run(d0.isoformat(), d3.isoformat())
+    per_day = "SELECT day, count(*), sum(cost_eur) FROM call_sms_events GROUP BY day ORDER BY day"
+    clean_days = {day: (n, cost) for day, n, cost in clean.sql(per_day)}
+    before_d0 = served_items(clean.sim.api_url, d0 - dt.timedelta(days=1))[-3:]
+    end_of_d0 = {i["sid"] for i in served_items(clean.sim.api_url, d0)[-3:]}
+
+    faulty = make_pipeline(faults={"day_overlap": 1.0})
+    result = faulty.run(d1.isoformat(), d3.isoformat())
+    assert result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    meta = result.asset_materializations_for_node("call_sms_events")[0].metadata
+    assert meta["duplicates_kept_on_another_day"].value == 6
+    assert meta["duplicates_collapsed"].value == 6
+    got = {day: (n, cost) for day, n, cost in faulty.sql(per_day)}
+    # d1 keeps the end of d0 (flagged out of window); d2 and d3 lose nothing and gain nothing.
+    assert got[d2] == clean_days[d2] and got[d3] == clean_days[d3]
+    assert got[d1][0] == clean_days[d1][0] + 3
+    assert faulty.sql(
+        "SELECT list(sid ORDER BY sid) FROM call_sms_events WHERE day = ? AND out_of_window", d1
+    ) == [(sorted(end_of_d0),)]
+
+    result = faulty.run(d0.isoformat())
+    meta = result.asset_materializations_for_node("call_sms_events")[0].metadata
+    assert meta["duplicates_kept_on_another_day"].value == 3
+    assert check(result, "sids_unique").passed
+    assert faulty.sql(
+        "SELECT count(*), count(DISTINCT sid), sum(cost_eur) FROM call_sms_events"
+    ) == [
+        (
+            sum(n for n, _ in clean_days.values()) + 3,
+            sum(n for n, _ in clean_days.values()) + 3,
+            sum(cost for _, cost in clean_days.values())
+            + sum(Decimal(str(i["session_cost"])) for i in before_d0),
+        )
+    ]
+    assert faulty.sql(
+        "SELECT day, count(*) FROM call_sms_events WHERE list_contains(?, sid) GROUP BY day",
+        sorted(end_of_d0),
+    ) == [(d1, 3)]
 
 
 def test_a_time_zone_mismatch_keeps_events_and_warns(start_simulator, make_pipeline):
