@@ -83,12 +83,23 @@ REASON = f"""NULLIF(concat_ws('; ',
 ), '')"""
 """Every contract rule the item breaks, or NULL when it breaks none."""
 
-STAGE_SQL = f"""
+NONCONFORMING_ITEMS = f"""
+SELECT day, selector, page, unnest(body.result.items) AS item
+FROM read_json($files, format = 'newline_delimited', columns = {NONCONFORMING_PAGE_COLUMNS})
+"""
+"""Every item of the nonconforming pages `$files`, as JSON."""
+
+NO_ITEMS = (
+    "SELECT NULL::DATE AS day, NULL::VARCHAR AS selector, NULL::INTEGER AS page, "
+    "NULL::JSON AS item WHERE false"
+)
+"""No item, typed as NONCONFORMING_ITEMS: `read_json` cannot read an empty file list."""
+
+
+def _stage_sql(items: str) -> str:
+    return f"""
 CREATE OR REPLACE TEMP TABLE staged_items AS
-WITH items AS (
-    SELECT day, selector, page, unnest(body.result.items) AS item
-    FROM read_json($files, format = 'newline_delimited', columns = {NONCONFORMING_PAGE_COLUMNS})
-),
+WITH items AS ({items}),
 checked AS (
     SELECT *, {REASON} AS reason
     FROM (SELECT *, json_transform(item, '{FIELDS_STRUCTURE}') AS f FROM items)
@@ -109,17 +120,14 @@ SELECT
     f.name->>'$' AS sim_name
 FROM checked
 """
+
+
+STAGE_SQL = _stage_sql(NONCONFORMING_ITEMS)
 """Every item of the nonconforming pages `$files`, typed where valid, with why it is
 invalid (`reason` NULL when valid; the verbatim item is kept only for the invalid ones)."""
 
-EMPTY_STAGE_SQL = f"""
-CREATE OR REPLACE TEMP TABLE staged_items (
-    day DATE, selector VARCHAR, page INTEGER, reason VARCHAR, item JSON,
-    has_extra_fields BOOLEAN, sid BIGINT, occurred_at TIMESTAMPTZ, type VARCHAR,
-    to_number VARCHAR, cost_eur {COST}, sim_id BIGINT, sim_number VARCHAR, iccid VARCHAR,
-    sim_name VARCHAR
-)
-"""
+EMPTY_STAGE_SQL = _stage_sql(NO_ITEMS)
+"""The same table with no row, for a run whose pages all conform."""
 
 VALID_COLUMNS = (
     "day, selector, page, sid, occurred_at, type, to_number, cost_eur, sim_id, sim_number, "
