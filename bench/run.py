@@ -176,6 +176,8 @@ def child(day: str) -> None:
             {
                 "events": events["dagster/row_count"].value,
                 "items_fetched": raw["items_all_pull"].value + raw["items_group_pulls"].value,
+                "body_mb": raw["body_mb"].value,
+                "landed_mb": raw["landed_mb"].value,
                 "seconds": total,
                 "stages": {k: round(v, 3) for k, v in stages.items()},
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -256,6 +258,8 @@ def write_report(results: dict, path_json: Path, path_md: Path) -> None:
         f"({r['e2e_items_fetched_1m_with_groups']:,} items fetched) | "
         f"{r['e2e_events_per_s_1m_with_groups']:,.0f} events/s "
         f"({r['e2e_seconds_1m_with_groups']:.1f} s) | — |",
+        f"| landing zone, 1,000,000-event day (zstd) | {r['landing_mb_1m']:.0f} MB on disk for "
+        f"{r['body_mb_1m']:.0f} MB received | — |",
         f"| peak RSS, 100,000-event day | {r['peak_rss_mb_100k']:.0f} MB | — |",
         f"| peak RSS, 1,000,000-event day | {r['peak_rss_mb_1m']:.0f} MB | ≤ 400 MB |",
         f"| RSS 1M / 100k | {r['rss_ratio_1m_to_100k']:.2f} | ≤ 1.3 |",
@@ -322,6 +326,8 @@ def main() -> None:
             "e2e_events_1m": one_m["events"],
             "stages_1m": one_m["stages"],
             "peak_rss_mb_1m": one_m["peak_rss_mb"],
+            "body_mb_1m": one_m["body_mb"],
+            "landing_mb_1m": one_m["landed_mb"],
             "peak_rss_mb_100k": hundred_k["peak_rss_mb"],
             "e2e_events_100k": hundred_k["events"],
             "e2e_groups": GROUPS,

@@ -39,6 +39,11 @@ class DayPull:
     def body_bytes(self) -> int:
         return sum(r.body_bytes for r in self.records)
 
+    @property
+    def landed_bytes(self) -> int:
+        """What the day takes on disk: its compressed landing files."""
+        return sum(f.stat().st_size for f in self.fetch_dir.iterdir())
+
 
 def pull_day(
     client: NovaClient, landing: Landing, day: dt.date, selectors: Sequence[str]

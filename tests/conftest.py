@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 import httpx
 import pytest
+import zstandard
 
 from nova_pipeline.simulator import FleetSpec, RunningSimulator, SimulatorConfig
 
@@ -111,6 +112,14 @@ def served_items(api_url: str, day: dt.date, selector: str = "all") -> list[dict
             return items
         items += got["result"]["items"]
         page += 1
+
+
+def landed_lines(path: str | Path) -> list[bytes]:
+    """The pages of a landing file, one NDJSON line each, after checking it is zstd."""
+    with open(path, "rb") as raw:
+        assert raw.read(4) == b"\x28\xb5\x2f\xfd", f"{path} is not a zstd file"
+    with zstandard.open(path, "rb") as landed:
+        return landed.read().splitlines()
 
 
 def independent_costs(

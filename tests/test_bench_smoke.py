@@ -48,3 +48,4 @@ def test_bench_smoke_writes_every_documented_key(tmp_path):
     assert results["backfill_runs_batched"] == 1 and results["backfill_runs_per_run"] == 2
     assert results["e2e_events_1m"] > 0 and "| simulator serving rate |" in md.read_text()
     assert results["e2e_items_fetched_1m_with_groups"] > results["e2e_events_1m_with_groups"]
+    assert 0 < results["landing_mb_1m"] < results["body_mb_1m"]

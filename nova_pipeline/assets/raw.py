@@ -32,7 +32,8 @@ INSERT_PAGES_SQL = (
     description=(
         "Every page NovaConnect `report/call_sms` returned for the day: the account-wide "
         "`all` pull and one `g_<id>` pull per configured group (NOVA_GROUPS). Bodies are "
-        "kept verbatim in the landing zone (NDJSON under NOVA_DATA_DIR/landing; a page with "
+        "kept verbatim in the landing zone (zstd-compressed NDJSON under "
+        "NOVA_DATA_DIR/landing: `landed_mb` on disk for `body_mb` received; a page with "
         "any item that breaks the contract in a `.nonconforming` file of its own); this "
         "table indexes them with the request, attempts and retry reasons of each page, so every "
         "number downstream can be traced to the page it came from. The API is fetched "
@@ -92,6 +93,7 @@ def call_sms_raw_pages(
             "items_all_pull": sum(p.items() for p in pulls),
             "items_group_pulls": sum(r.item_count for r in records if r.selector != "all"),
             "body_mb": round(sum(p.body_bytes for p in pulls) / 1e6, 2),
+            "landed_mb": round(sum(p.landed_bytes for p in pulls) / 1e6, 2),
             "requests": sum(p.requests for p in pulls),
             "retries": sum(p.retries for p in pulls),
             "rate_limited_429": reasons["HTTP 429"],

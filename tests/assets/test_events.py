@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from decimal import Decimal
 
 import dagster as dg
 
 from nova_pipeline.simulator import FleetSpec
 from nova_pipeline.warehouse import TABLES
-from tests.conftest import DAY, SMALL_FLEET, served_items
+from tests.conftest import DAY, SMALL_FLEET, landed_lines, served_items
 
 DAY_KEY = DAY.isoformat()
 
@@ -57,9 +58,11 @@ def test_every_page_is_kept_verbatim_and_indexed(make_pipeline):
     assert meta["items_group_pulls"].value == sum(
         len(served_items(pipeline.sim.api_url, DAY, f"g_{g}")) for g in (1, 2, 3)
     )
+    files = {p[3] for p in pages}
+    assert meta["landed_mb"].value == round(sum(os.path.getsize(f) for f in files) / 1e6, 2)
+    assert meta["landed_mb"].value < meta["body_mb"].value / 3
     for selector, page, count, path, line, request in pages:
-        with open(path, "rb") as landed:
-            record = json.loads(landed.readlines()[line])
+        record = json.loads(landed_lines(path)[line])
         assert (record["selector"], record["page"]) == (selector, page)
         assert len(record["body"]["result"]["items"]) == count
         assert json.loads(request)["body"]["page"] == page
@@ -110,7 +113,7 @@ def test_bad_items_are_quarantined_with_their_reason_and_totals_unchanged(
     assert {(selector, page) for selector, page, _ in landed} == set(
         faulty.sql("SELECT DISTINCT selector, page FROM call_sms_rejects")
     )
-    assert all(path.endswith(f"{selector}.nonconforming.ndjson") for selector, _, path in landed)
+    assert all(path.endswith(f"{sel}.nonconforming.ndjson.zst") for sel, _, path in landed)
 
 
 def test_a_high_reject_share_blocks_the_rollups(make_pipeline):

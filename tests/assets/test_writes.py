@@ -53,7 +53,7 @@ def test_a_failure_between_delete_and_insert_keeps_the_previous_rows(make_pipeli
     pipeline = make_pipeline()
     pipeline.run(DAY_KEY)
     before = snapshot(pipeline)
-    for path in glob.glob(str(pipeline.root / "landing/call_sms/day=*/fetch=*/all.ndjson")):
+    for path in glob.glob(str(pipeline.root / "landing/call_sms/day=*/fetch=*/all.ndjson.zst")):
         os.remove(path)
     result = pipeline.run(
         DAY_KEY, selection=["call_sms_events", "call_sms_rejects"], raise_on_error=False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import DAY
+from tests.conftest import DAY, landed_lines
 
 DAY_KEY = DAY.isoformat()
 TRANSPORT_AND_CONTENT = {
@@ -98,7 +98,7 @@ def test_a_wrong_token_fails_at_once_naming_the_setting_and_writes_nothing(
     assert "NOVA_API_TOKEN" in message and "wrong-token-5e1f" not in message
     assert sim.simulator.requests == 1, "an auth failure is not retried"
     assert pipeline.sql("SELECT count(*) FROM call_sms_raw_pages") == [(0,)]
-    assert list((pipeline.root / "landing").rglob("*.ndjson")) == []
+    assert list((pipeline.root / "landing").rglob("*.ndjson*")) == []
 
 
 def test_an_unknown_group_is_a_clear_error_carrying_the_servers_message(make_pipeline):
@@ -117,8 +117,8 @@ def test_schema_drift_an_extra_field_is_kept_raw_loaded_without_it_and_counted(m
     assert tables(drifting) == tables(clean)
     landed = [
         item
-        for path in (drifting.root / "landing").rglob("*.ndjson")
-        for line in path.read_text().splitlines()
+        for path in (drifting.root / "landing").rglob("*.ndjson.zst")
+        for line in landed_lines(path)
         for item in json.loads(line)["body"]["result"]["items"]
         if "roaming" in item
     ]
