@@ -8,7 +8,7 @@ Each line is one page: `{"day", "selector", "page", "fetched_at", "body": <respo
 Pages whose every item meets the contract go to `<selector>.ndjson.zst`, which DuckDB reads
 with fixed column types; a page with any other item goes to
 `<selector>.nonconforming.ndjson.zst` (written only when there is one), whose items are
-judged rule by rule. zstd at level 1 lands a million-item day's 197 MB of JSON as 33 MB
+judged rule by rule. zstd at level 1 lands a million-item day's 197 MB of JSON as 34 MB
 (a year of such days: 12 GB instead of 72); zstd's own worker thread compresses while the
 client waits on the API, and DuckDB reads the files as fast as plain ones
 (docs/design.md). `zstd -dc <file>` or `zstandard.open` show the pages.
