@@ -70,18 +70,22 @@ class LandingZoneResource(dg.ConfigurableResource):
 class WarehouseResource(DuckDBResource):
     """The DuckDB warehouse: a connection in UTC with every table in place.
 
-    DuckDB's memory is capped and insertion order not preserved, so a million-item day
-    streams and spills instead of growing with the day (measured: 725 MB peak for 1M
-    events uncapped). Its progress bar is not printed: on a query over 2 s DuckDB draws
-    it on stdout, which Dagster keeps as the step's log."""
+    DuckDB's threads and memory are set together (NOVA_DUCKDB_THREADS, _MEMORY_MB): left
+    to itself it takes a thread per core, and reading a day's pages needs about 100 MB a
+    thread, so a 1M-item day ran out of memory under a fixed 256 MB cap on 4 cores. Capped
+    and with insertion order not preserved, a day streams and spills instead of growing
+    with the day (725 MB peak for 1M events uncapped). Its progress bar is not printed: on
+    a query over 2 s DuckDB draws it on stdout, which Dagster keeps as the step's log."""
 
-    memory_limit: str = "256MB"
+    threads: int = 2
+    memory_limit_mb: int = 256
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with super().get_connection() as con:
             con.execute("SET TimeZone = 'UTC'")
-            con.execute(f"SET memory_limit = '{self.memory_limit}'")
+            con.execute(f"SET threads = {self.threads}")
+            con.execute(f"SET memory_limit = '{self.memory_limit_mb}MB'")
             con.execute("SET preserve_insertion_order = false")
             con.execute("SET enable_progress_bar_print = false")
             ensure_schema(con)
@@ -108,5 +112,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             groups=",".join(f"{k}={v}" for k, v in settings.groups.items())
         ),
         "landing_zone": LandingZoneResource(root=str(settings.landing_dir)),
-        "duckdb": WarehouseResource(database=str(settings.duckdb_path)),
+        "duckdb": WarehouseResource(
+            database=str(settings.duckdb_path),
+            threads=settings.duckdb_threads,
+            memory_limit_mb=settings.duckdb_memory_mb,
+        ),
     }

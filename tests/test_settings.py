@@ -29,6 +29,16 @@ def test_groups_parse_and_duckdb_path_follows_data_dir():
     assert parse_groups("") == {}
 
 
+def test_duckdb_gets_memory_for_each_of_its_threads():
+    four = load_settings({"NOVA_DUCKDB_THREADS": "4"})
+    assert (four.duckdb_threads, four.duckdb_memory_mb) == (4, 512)
+    own = load_settings({"NOVA_DUCKDB_THREADS": "2", "NOVA_DUCKDB_MEMORY_MB": "1024"})
+    assert (own.duckdb_threads, own.duckdb_memory_mb) == (2, 1024)
+    default = load_settings({})
+    assert 1 <= default.duckdb_threads <= 4
+    assert default.duckdb_memory_mb == 128 * default.duckdb_threads
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -42,6 +52,8 @@ def test_groups_parse_and_duckdb_path_follows_data_dir():
         ({"NOVA_PAGE_SIZE": "0"}, "NOVA_PAGE_SIZE: 0 is below the minimum 1"),
         ({"NOVA_SCHEDULE_TIME": "25:00"}, "NOVA_SCHEDULE_TIME: '25:00' is not a time of day"),
         ({"NOVA_REJECT_ERROR_SHARE": "2"}, "NOVA_REJECT_ERROR_SHARE: 2.0 must be below 1"),
+        ({"NOVA_DUCKDB_THREADS": "0"}, "NOVA_DUCKDB_THREADS: 0 is below the minimum 1"),
+        ({"NOVA_DUCKDB_MEMORY_MB": "32"}, "NOVA_DUCKDB_MEMORY_MB: 32 is below the minimum 64"),
     ],
 )
 def test_a_bad_setting_names_itself(env, message):

@@ -9,6 +9,9 @@ import os
 import duckdb
 import pytest
 
+from nova_pipeline.resources import build_resources
+from nova_pipeline.settings import load_settings
+from nova_pipeline.simulator import FleetSpec
 from nova_pipeline.warehouse import ensure_schema, replace_days
 from tests.conftest import DAY
 
@@ -128,3 +131,23 @@ def test_a_long_warehouse_query_draws_no_progress_bar_in_the_step_log(tmp_path, 
             199999990000000,
         )
     assert capfd.readouterr().out == ""
+
+
+def test_a_300k_item_day_loads_with_duckdb_on_four_threads(start_simulator, make_pipeline):
+    """DuckDB takes a thread per core and each needs its own memory to read a day's pages:
+    with four threads under the former fixed 256 MB cap this day ran out of memory. The
+    warehouse resource is the code location's, built from NOVA_DUCKDB_THREADS=4."""
+    fleet = FleetSpec(seed=3, sims=15_000, groups=0, events_per_sim_day=20)
+    pipeline = make_pipeline(groups="", sim=start_simulator(fleet=fleet), page_size=1000)
+    settings = load_settings(
+        {"NOVA_DUCKDB_THREADS": "4", "NOVA_DUCKDB_PATH": str(pipeline.root / "nova.duckdb")}
+    )
+    pipeline.resources["duckdb"] = build_resources(settings)["duckdb"]
+    result = pipeline.run(
+        DAY_KEY, selection=["call_sms_raw_pages", "call_sms_events", "call_sms_rejects"]
+    )
+    served = pipeline.sql("SELECT sum(item_count) FROM call_sms_raw_pages")[0][0]
+    assert served > 250_000
+    events = result.asset_materializations_for_node("call_sms_events")[0].metadata
+    assert events["dagster/row_count"].value == served
+    assert pipeline.sql("SELECT current_setting('threads')") == [(4,)]
