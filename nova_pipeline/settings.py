@@ -29,8 +29,10 @@ DUCKDB_MAX_DEFAULT_THREADS = 4
 gains little beyond, and each thread needs its own memory)."""
 
 DUCKDB_MEMORY_MB_PER_THREAD = 128
-"""Reading a day's pages takes about 100 MB a thread: a 1M-item day ran out of memory with
-2 threads at 192 MB, 4 at 384 MB and 8 at 512 MB, and passed at 256, 512 and 768 MB."""
+DUCKDB_MIN_DEFAULT_MEMORY_MB = 256
+"""Reading a day's pages takes about 100 MB a thread, over a base: a 1M-item day ran out
+of memory with 1 thread at 128 MB, 2 at 192 MB, 4 at 384 MB and 8 at 512 MB, and passed
+with 1 at 192 MB, 2 at 256, 4 at 512 and 8 at 768 MB."""
 
 
 class SettingsError(ValueError):
@@ -185,7 +187,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         duckdb_path=Path(env.get("NOVA_DUCKDB_PATH") or data_dir / "nova.duckdb"),
         duckdb_threads=threads,
         duckdb_memory_mb=_int(
-            env, "NOVA_DUCKDB_MEMORY_MB", DUCKDB_MEMORY_MB_PER_THREAD * threads, minimum=64
+            env,
+            "NOVA_DUCKDB_MEMORY_MB",
+            max(DUCKDB_MIN_DEFAULT_MEMORY_MB, DUCKDB_MEMORY_MB_PER_THREAD * threads),
+            minimum=64,
         ),
         lookback_days=_int(env, "NOVA_LOOKBACK_DAYS", 3, minimum=0),
         schedule_time=_clock_time(env, "NOVA_SCHEDULE_TIME", "06:30"),

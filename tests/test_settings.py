@@ -34,9 +34,11 @@ def test_duckdb_gets_memory_for_each_of_its_threads():
     assert (four.duckdb_threads, four.duckdb_memory_mb) == (4, 512)
     own = load_settings({"NOVA_DUCKDB_THREADS": "2", "NOVA_DUCKDB_MEMORY_MB": "1024"})
     assert (own.duckdb_threads, own.duckdb_memory_mb) == (2, 1024)
+    one = load_settings({"NOVA_DUCKDB_THREADS": "1"})
+    assert (one.duckdb_threads, one.duckdb_memory_mb) == (1, 256)
     default = load_settings({})
     assert 1 <= default.duckdb_threads <= 4
-    assert default.duckdb_memory_mb == 128 * default.duckdb_threads
+    assert default.duckdb_memory_mb == max(256, 128 * default.duckdb_threads)
 
 
 @pytest.mark.parametrize(
