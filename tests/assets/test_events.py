@@ -8,9 +8,11 @@ import os
 from decimal import Decimal
 
 import dagster as dg
+import duckdb
 
 from nova_pipeline.simulator import FleetSpec
-from nova_pipeline.warehouse import TABLES
+from nova_pipeline.transforms.events import DELETE_REPEATED_COPIES_SQL, REPEATED_COPIES_SQL
+from nova_pipeline.warehouse import TABLES, ensure_schema
 from tests.conftest import DAY, SMALL_FLEET, landed_lines, served_items
 
 DAY_KEY = DAY.isoformat()
@@ -183,6 +185,37 @@ def test_a_sid_served_for_two_days_is_kept_once_and_nothing_is_lost(make_pipelin
         "SELECT day, count(*) FROM call_sms_events WHERE list_contains(?, sid) GROUP BY day",
         sorted(end_of_d0),
     ) == [(d1, 3)]
+
+
+def test_which_copy_of_a_repeated_sid_is_kept(tmp_path):
+    """A copy stored for a day outside the run wins; within the run the copy inside its
+    day's window, then the earliest day, then the earliest page."""
+    d0, d1, d2 = (DAY + dt.timedelta(days=n) for n in (0, 1, 2))
+    rows = [  # sid, day, out_of_window, page
+        (1, d0, False, 0),  # stored before the run (d1..d2): kept
+        (1, d1, False, 0),
+        (2, d1, True, 0),  # served for d1 too, but its time falls on d2
+        (2, d2, False, 5),  # kept: inside its day's window
+        (3, d1, False, 0),  # kept: the earlier day
+        (3, d2, False, 0),
+        (4, d2, False, 3),
+        (4, d2, False, 1),  # kept: the earlier page
+    ]
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        ensure_schema(con)
+        con.executemany(
+            "INSERT INTO call_sms_events (sid, occurred_at, day, type, cost_eur, sim_id, "
+            "out_of_window, source_page) VALUES (?, now(), ?, 'call', 1, 1, ?, ?)",
+            rows,
+        )
+        con.execute(REPEATED_COPIES_SQL, {"start": d1, "end": d2})
+        con.execute(DELETE_REPEATED_COPIES_SQL)
+        kept = con.execute(
+            "SELECT sid, day, source_page FROM call_sms_events ORDER BY sid"
+        ).fetchall()
+        moved = con.execute("SELECT day, kept_day FROM repeated_copies ORDER BY ALL").fetchall()
+    assert kept == [(1, d0, 0), (2, d2, 5), (3, d1, 0), (4, d2, 1)]
+    assert moved == [(d1, d0), (d1, d2), (d2, d1), (d2, d2)]
 
 
 def test_a_time_zone_mismatch_keeps_events_and_warns(start_simulator, make_pipeline):
