@@ -32,6 +32,11 @@ class DayPull:
         return sum(r.item_count for r in self.records if r.selector == selector)
 
     @property
+    def group_items(self) -> int:
+        """Items of the `g_<id>` pulls: mostly the same events again, with their group."""
+        return sum(r.item_count for r in self.records if r.selector != "all")
+
+    @property
     def pages(self) -> int:
         return len(self.records)
 

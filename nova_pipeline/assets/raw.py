@@ -91,7 +91,7 @@ def call_sms_raw_pages(
             "pages": sum(p.pages for p in pulls),
             "pages_nonconforming": sum(not r.conforms for r in records),
             "items_all_pull": sum(p.items() for p in pulls),
-            "items_group_pulls": sum(r.item_count for r in records if r.selector != "all"),
+            "items_group_pulls": sum(p.group_items for p in pulls),
             "body_mb": round(sum(p.body_bytes for p in pulls) / 1e6, 2),
             "landed_mb": round(sum(p.landed_bytes for p in pulls) / 1e6, 2),
             "requests": sum(p.requests for p in pulls),
@@ -107,7 +107,7 @@ def call_sms_raw_pages(
                         p.day,
                         p.pages,
                         p.items(),
-                        sum(r.item_count for r in p.records if r.selector != "all"),
+                        p.group_items,
                         p.retries,
                         f"{p.seconds:.1f}",
                     )
