@@ -7,7 +7,7 @@ evaluation against that day, but a range run records one evaluation with no part
 Run alone from the UI without a partition, a check covers every day in the table.
 
 Blocking checks stop the rollups of the run: costs are not computed from events that
-broke a rule. The five checks of `call_sms_events` run as one step on one connection:
+broke a rule. The checks of `call_sms_events` run as one step on one connection:
 each step costs a run about 0.1 s of Dagster bookkeeping, whatever the data.
 """
 
@@ -19,13 +19,18 @@ from dagster_duckdb import DuckDBResource
 from duckdb import DuckDBPyConnection
 
 from nova_pipeline.assets.common import DUCKDB_POOL, landing_files, markdown_table
-from nova_pipeline.partitions import DAILY, day_range
+from nova_pipeline.partitions import DAILY, day_range, days_between
 from nova_pipeline.settings import current_settings
 from nova_pipeline.transforms.events import GROUP_SIDS_MISSING_SQL, stage_group_items
 from nova_pipeline.warehouse import EVENT_TYPES
 
 Days = tuple[dt.date, dt.date]
 OUT_OF_WINDOW_WARN_SHARE = 0.01
+VOLUME_HISTORY_DAYS = 14
+VOLUME_MIN_HISTORY_DAYS = 3
+VOLUME_WARN_SHARE = 0.5
+"""A day's events are judged against the median of the stored days among the 14 before
+it (at least 3 of them): WARN below half of it or above twice it."""
 ALL_DAYS = (dt.date(1970, 1, 1), dt.date(9999, 12, 31))
 
 
@@ -199,6 +204,55 @@ def out_of_window_share(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckRes
         days,
         severity=dg.AssetCheckSeverity.WARN,
         hint=f"Check NOVA_TIMEZONE (now {DAILY.timezone}) against the provider's report day.",
+    )
+
+
+@events_check(
+    description=(
+        "Events per day are in the usual range: WARN when a day has less than "
+        f"{VOLUME_WARN_SHARE:.0%} or more than {1 / VOLUME_WARN_SHARE:.0%} of the median of "
+        f"the stored days among the {VOLUME_HISTORY_DAYS} before it (judged once "
+        f"{VOLUME_MIN_HISTORY_DAYS} of them are stored). A day with no events at all, or far "
+        "fewer, was usually pulled before the provider's daily sync had brought it in."
+    ),
+)
+def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResult:
+    if days == ALL_DAYS:
+        pulled = "SELECT DISTINCT day FROM call_sms_raw_pages ORDER BY day"
+        judged = [day for (day,) in con.execute(pulled).fetchall()]
+    else:
+        judged = days_between(*days)
+    if not judged:
+        return _result([], [], "", days)
+    failing = con.execute(
+        f"""
+        WITH counts AS (
+            SELECT day, count(*) AS events FROM call_sms_events
+            WHERE day BETWEEN $first - {VOLUME_HISTORY_DAYS} AND $last GROUP BY day),
+        judged AS (
+            SELECT d.day, coalesce(c.events, 0) AS events,
+                   (SELECT count(*) FROM counts h
+                    WHERE h.day BETWEEN d.day - {VOLUME_HISTORY_DAYS} AND d.day - 1) AS history,
+                   (SELECT median(h.events) FROM counts h
+                    WHERE h.day BETWEEN d.day - {VOLUME_HISTORY_DAYS} AND d.day - 1) AS usual
+            FROM unnest($days) AS d(day) LEFT JOIN counts c USING (day))
+        SELECT day, events, usual, history, round(events / usual, 2) FROM judged
+        WHERE history >= {VOLUME_MIN_HISTORY_DAYS}
+          AND NOT events BETWEEN usual * {VOLUME_WARN_SHARE} AND usual / {VOLUME_WARN_SHARE}
+        ORDER BY day""",
+        {"days": judged, "first": judged[0], "last": judged[-1]},
+    ).fetchall()
+    return _result(
+        failing,
+        ["day", "events", "median of the days before", "days compared", "ratio"],
+        "an unusual number of events",
+        days,
+        severity=dg.AssetCheckSeverity.WARN,
+        hint=(
+            "A day pulled before the provider synced it is re-pulled by the daily schedule "
+            "(NOVA_LOOKBACK_DAYS) or can be re-run now; a lasting change may be the fleet "
+            "itself, or the account or groups the token sees."
+        ),
     )
 
 

@@ -241,7 +241,17 @@ def test_all_six_tables_exist_and_hold_the_day(make_pipeline):
         days = pipeline.sql(f"SELECT DISTINCT day FROM {table}")
         assert days == ([(DAY,)] if table != "call_sms_rejects" else [])
     assert all(e.passed for e in result.get_asset_check_evaluations())
-    assert len(result.get_asset_check_evaluations()) == 8
+    assert sorted(e.check_name for e in result.get_asset_check_evaluations()) == [
+        "cost_not_negative",
+        "daily_volume_usual",
+        "group_cost_reconciles",
+        "group_sids_in_account_pull",
+        "out_of_window_share",
+        "rejects_share",
+        "sids_unique",
+        "sim_cost_reconciles",
+        "types_known",
+    ]
 
 
 def test_one_events_check_can_run_alone(make_pipeline):

@@ -1,0 +1,81 @@
+"""The daily volume check: a day far off the days before it is flagged, e.g. a day
+pulled before the provider's sync brought it in."""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+
+import duckdb
+
+from nova_pipeline.checks import ALL_DAYS, daily_volume_usual
+from nova_pipeline.warehouse import ensure_schema
+from tests.conftest import NOW, served_items
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()[2:]]
+
+
+def evaluation(result, name="daily_volume_usual"):
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
+
+
+def test_a_day_pulled_before_the_providers_sync_is_flagged_then_clears(make_pipeline):
+    pipeline = make_pipeline()
+    history = [dt.date(2026, 11, d) for d in (16, 17, 18, 19)]
+    first = pipeline.run(history[0].isoformat(), history[-1].isoformat())
+    assert evaluation(first).passed
+
+    unsynced = dt.date(2026, 11, 20)  # appears after the provider's sync of the 21st
+    early = pipeline.run(unsynced.isoformat())
+    assert early.success, "a warning does not stop the rollups"
+    check = evaluation(early)
+    assert not check.passed and check.severity.value == "WARN"
+    assert check.metadata["failing_days"].value == [unsynced.isoformat()]
+    assert "NOVA_LOOKBACK_DAYS" in check.description
+    counts = [len(served_items(pipeline.sim.api_url, day)) for day in history]
+    [(day, events, usual, compared, ratio)] = table_rows(check.metadata["detail"].value)
+    assert (day, events, compared, ratio) == (unsynced.isoformat(), "0", "4", "0.0")
+    assert float(usual) == statistics.median(counts)
+
+    pipeline.sim.simulator.set_now(NOW + dt.timedelta(days=1))
+    synced = pipeline.run(unsynced.isoformat())
+    assert evaluation(synced).passed
+    [(stored,)] = pipeline.sql("SELECT count(*) FROM call_sms_events WHERE day = ?", unsynced)
+    assert stored == len(served_items(pipeline.sim.api_url, unsynced)) > 0.5 * min(counts)
+
+
+def test_the_bands_the_history_window_and_the_days_judged(tmp_path):
+    d = [dt.date(2026, 10, 1) + dt.timedelta(days=n) for n in range(31)]
+    counts = {d[0]: 100, d[1]: 300, d[2]: 100, d[3]: 50, d[4]: 201, d[6]: 60, d[30]: 1}
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        ensure_schema(con)
+        for n, (day, events) in enumerate(counts.items()):
+            con.execute(
+                "INSERT INTO call_sms_events (sid, occurred_at, day, type, cost_eur, sim_id, "
+                "out_of_window, source_page) "
+                "SELECT $n * 1000 + range, now(), $day, 'call', 1, 1, false, 0 FROM range($events)",
+                {"n": n, "day": day, "events": events},
+            )
+        # d1 (1 day before it), d2 (2) are not judged; d3 is at half of the median 100,
+        # d4 above twice it, d5 has no event, d6 compares with the 5 stored days before.
+        week = daily_volume_usual(con, (d[0], d[6]))
+        # Nothing stored in the 14 days before d30: too little history to judge it.
+        alone = daily_volume_usual(con, (d[30], d[30]))
+        con.executemany(
+            "INSERT INTO call_sms_raw_pages (day, selector, page, status, attempts, item_count, "
+            "body_bytes, fetched_at, request, landing_file, line) "
+            "VALUES (?, 'all', 0, 200, 1, 1, 1, now(), '', '', 0)",
+            [(d[4],), (d[6],)],
+        )
+        pulled = daily_volume_usual(con, ALL_DAYS)
+
+    assert not week.passed and week.severity.value == "WARN"
+    assert week.metadata["failing_days"].value == [str(d[4]), str(d[5])]
+    assert table_rows(week.metadata["detail"].value) == [
+        [str(d[4]), "201", "100.0", "4", "2.01"],
+        [str(d[5]), "0", "100.0", "5", "0.0"],
+    ]
+    assert alone.passed
+    assert pulled.metadata["failing_days"].value == [str(d[4])]
