@@ -20,16 +20,18 @@ class NovaApiResource(dg.ConfigurableResource):
 
     api_url: str = Field(description="Base URL; the endpoint is <api_url>/report/call_sms")
     api_token: str = Field(default="", description="Sent only in the auth header, never logged")
-    auth_header: str = "Authorization"
-    auth_scheme: str = "Bearer"
-    page_size: int = 1000
-    max_pages: int = 100_000
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0
-    max_attempts: int = 8
-    retry_deadline_s: float = 600.0
+    auth_header: str = Settings.auth_header
+    auth_scheme: str = Settings.auth_scheme
+    page_size: int = Settings.page_size
+    max_pages: int = Settings.max_pages
+    connect_timeout_s: float = Settings.connect_timeout_s
+    read_timeout_s: float = Settings.read_timeout_s
+    max_attempts: int = Settings.max_attempts
+    retry_deadline_s: float = Settings.retry_deadline_s
     backoff_base_s: float = 0.5
-    fetch_concurrency: int = Field(default=4, description="Days fetched at once in one run")
+    fetch_concurrency: int = Field(
+        default=Settings.fetch_concurrency, description="Days fetched at once in one run"
+    )
 
     def client(self, logger: logging.Logger | None = None) -> NovaClient:
         endpoint = Endpoint(
@@ -77,8 +79,8 @@ class WarehouseResource(DuckDBResource):
     with the day (725 MB peak for 1M events uncapped). Its progress bar is not printed: on
     a query over 2 s DuckDB draws it on stdout, which Dagster keeps as the step's log."""
 
-    threads: int = 2
-    memory_limit_mb: int = 256
+    threads: int = Settings.duckdb_threads
+    memory_limit_mb: int = Settings.duckdb_memory_mb
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -41,6 +41,10 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting, parsed; the defaults here are the only ones (`load_settings` and the
+    resources take theirs from this class). DuckDB's threads and memory default by the
+    machine's cores instead, in `load_settings`."""
+
     api_url: str = DEFAULT_API_URL
     api_token: str = field(default="", repr=False)
     auth_header: str = "Authorization"
@@ -131,7 +135,7 @@ def _timezone(env: Mapping[str, str]) -> str:
 
 
 def _start_date(env: Mapping[str, str], timezone: str) -> dt.date:
-    raw = env.get("NOVA_START_DATE") or "2024-01-01"
+    raw = env.get("NOVA_START_DATE") or Settings.start_date.isoformat()
     try:
         value = dt.date.fromisoformat(raw)
     except ValueError:
@@ -163,23 +167,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every `NOVA_*` variable once."""
     env = os.environ if env is None else env
     timezone = _timezone(env)
-    data_dir = Path(env.get("NOVA_DATA_DIR") or "data")
+    data_dir = Path(env.get("NOVA_DATA_DIR") or Settings.data_dir)
     threads = _int(env, "NOVA_DUCKDB_THREADS", min(os.cpu_count() or 1, DUCKDB_MAX_DEFAULT_THREADS))
-    share = _float(env, "NOVA_REJECT_ERROR_SHARE", 0.01)
+    share = _float(env, "NOVA_REJECT_ERROR_SHARE", Settings.reject_error_share)
     if share >= 1:
         raise SettingsError(f"NOVA_REJECT_ERROR_SHARE: {share} must be below 1")
     return Settings(
         api_url=_api_url(env),
         api_token=env.get("NOVA_API_TOKEN", ""),
-        auth_header=env.get("NOVA_AUTH_HEADER") or "Authorization",
-        auth_scheme=env.get("NOVA_AUTH_SCHEME", "Bearer"),
-        page_size=_int(env, "NOVA_PAGE_SIZE", 1000),
-        max_pages=_int(env, "NOVA_MAX_PAGES", 100_000),
-        connect_timeout_s=_float(env, "NOVA_CONNECT_TIMEOUT", 10.0),
-        read_timeout_s=_float(env, "NOVA_READ_TIMEOUT", 60.0),
-        max_attempts=_int(env, "NOVA_MAX_ATTEMPTS", 8),
-        retry_deadline_s=_float(env, "NOVA_RETRY_DEADLINE", 600.0),
-        fetch_concurrency=_int(env, "NOVA_FETCH_CONCURRENCY", 4),
+        auth_header=env.get("NOVA_AUTH_HEADER") or Settings.auth_header,
+        auth_scheme=env.get("NOVA_AUTH_SCHEME", Settings.auth_scheme),
+        page_size=_int(env, "NOVA_PAGE_SIZE", Settings.page_size),
+        max_pages=_int(env, "NOVA_MAX_PAGES", Settings.max_pages),
+        connect_timeout_s=_float(env, "NOVA_CONNECT_TIMEOUT", Settings.connect_timeout_s),
+        read_timeout_s=_float(env, "NOVA_READ_TIMEOUT", Settings.read_timeout_s),
+        max_attempts=_int(env, "NOVA_MAX_ATTEMPTS", Settings.max_attempts),
+        retry_deadline_s=_float(env, "NOVA_RETRY_DEADLINE", Settings.retry_deadline_s),
+        fetch_concurrency=_int(env, "NOVA_FETCH_CONCURRENCY", Settings.fetch_concurrency),
         timezone=timezone,
         start_date=_start_date(env, timezone),
         groups=parse_groups(env.get("NOVA_GROUPS", "")),
@@ -192,9 +196,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             max(DUCKDB_MIN_DEFAULT_MEMORY_MB, DUCKDB_MEMORY_MB_PER_THREAD * threads),
             minimum=64,
         ),
-        lookback_days=_int(env, "NOVA_LOOKBACK_DAYS", 3, minimum=0),
-        schedule_time=_clock_time(env, "NOVA_SCHEDULE_TIME", "06:30"),
-        freshness_deadline=_clock_time(env, "NOVA_FRESHNESS_DEADLINE", "09:00"),
-        backfill_days_per_run=_int(env, "NOVA_BACKFILL_DAYS_PER_RUN", 31),
+        lookback_days=_int(env, "NOVA_LOOKBACK_DAYS", Settings.lookback_days, minimum=0),
+        schedule_time=_clock_time(env, "NOVA_SCHEDULE_TIME", Settings.schedule_time),
+        freshness_deadline=_clock_time(env, "NOVA_FRESHNESS_DEADLINE", Settings.freshness_deadline),
+        backfill_days_per_run=_int(
+            env, "NOVA_BACKFILL_DAYS_PER_RUN", Settings.backfill_days_per_run
+        ),
         reject_error_share=share,
     )
