@@ -30,7 +30,8 @@ VOLUME_HISTORY_DAYS = 14
 VOLUME_MIN_HISTORY_DAYS = 3
 VOLUME_WARN_SHARE = 0.5
 """A day's events are judged against the median of the stored days among the 14 before
-it (at least 3 of them): WARN below half of it or above twice it."""
+it (at least 3 of them): WARN below half of it or above twice it. With less history only
+an empty day is flagged: every day empty is how a wrong account or date filter shows."""
 ALL_DAYS = (dt.date(1970, 1, 1), dt.date(9999, 12, 31))
 
 
@@ -211,9 +212,10 @@ def out_of_window_share(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckRes
     description=(
         "Events per day are in the usual range: WARN when a day has less than "
         f"{VOLUME_WARN_SHARE:.0%} or more than {1 / VOLUME_WARN_SHARE:.0%} of the median of "
-        f"the stored days among the {VOLUME_HISTORY_DAYS} before it (judged once "
-        f"{VOLUME_MIN_HISTORY_DAYS} of them are stored). A day with no events at all, or far "
-        "fewer, was usually pulled before the provider's daily sync had brought it in."
+        f"the stored days among the {VOLUME_HISTORY_DAYS} before it (once "
+        f"{VOLUME_MIN_HISTORY_DAYS} of them are stored; before that, only a day with no event "
+        "at all). A day with no events, or far fewer, was usually pulled before the "
+        "provider's daily sync had brought it in."
     ),
 )
 def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResult:
@@ -236,9 +238,12 @@ def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResu
                    (SELECT median(h.events) FROM counts h
                     WHERE h.day BETWEEN d.day - {VOLUME_HISTORY_DAYS} AND d.day - 1) AS usual
             FROM unnest($days) AS d(day) LEFT JOIN counts c USING (day))
-        SELECT day, events, usual, history, round(events / usual, 2) FROM judged
-        WHERE history >= {VOLUME_MIN_HISTORY_DAYS}
-          AND NOT events BETWEEN usual * {VOLUME_WARN_SHARE} AND usual / {VOLUME_WARN_SHARE}
+        SELECT day, events, coalesce(usual::VARCHAR, '-'), history,
+               coalesce(round(events / usual, 2)::VARCHAR, '-')
+        FROM judged
+        WHERE CASE WHEN history >= {VOLUME_MIN_HISTORY_DAYS}
+              THEN NOT events BETWEEN usual * {VOLUME_WARN_SHARE} AND usual / {VOLUME_WARN_SHARE}
+              ELSE events = 0 END
         ORDER BY day""",
         {"days": judged, "first": judged[0], "last": judged[-1]},
     ).fetchall()

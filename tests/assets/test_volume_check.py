@@ -61,8 +61,10 @@ def test_the_bands_the_history_window_and_the_days_judged(tmp_path):
         # d1 (1 day before it), d2 (2) are not judged; d3 is at half of the median 100,
         # d4 above twice it, d5 has no event, d6 compares with the 5 stored days before.
         week = daily_volume_usual(con, (d[0], d[6]))
-        # Nothing stored in the 14 days before d30: too little history to judge it.
+        # Nothing stored in the 14 days before d30 or d25: too little history to compare
+        # with, so only a day with no event at all is flagged.
         alone = daily_volume_usual(con, (d[30], d[30]))
+        empty_alone = daily_volume_usual(con, (d[25], d[25]))
         con.executemany(
             "INSERT INTO call_sms_raw_pages (day, selector, page, status, attempts, item_count, "
             "body_bytes, fetched_at, request, landing_file, line) "
@@ -78,4 +80,5 @@ def test_the_bands_the_history_window_and_the_days_judged(tmp_path):
         [str(d[5]), "0", "100.0", "5", "0.0"],
     ]
     assert alone.passed
+    assert table_rows(empty_alone.metadata["detail"].value) == [[str(d[25]), "0", "-", "0", "-"]]
     assert pulled.metadata["failing_days"].value == [str(d[4])]
