@@ -5,7 +5,12 @@ import dagster as dg
 from nova_pipeline.checks import ASSET_CHECKS
 from nova_pipeline.jobs import WAREHOUSE_ASSETS, call_sms_job
 from nova_pipeline.resources import build_resources
-from nova_pipeline.schedules import FRESHNESS_CHECKS, FRESHNESS_SENSOR, build_daily_schedule
+from nova_pipeline.schedules import (
+    FRESHNESS_CHECKS,
+    FRESHNESS_SENSOR,
+    build_daily_schedule,
+    build_late_sync_sensor,
+)
 from nova_pipeline.settings import current_settings
 
 ASSETS = WAREHOUSE_ASSETS
@@ -16,7 +21,7 @@ defs = dg.Definitions(
     asset_checks=[*ASSET_CHECKS, *FRESHNESS_CHECKS],
     jobs=[call_sms_job],
     schedules=[build_daily_schedule()],
-    sensors=[FRESHNESS_SENSOR],
+    sensors=[FRESHNESS_SENSOR, build_late_sync_sensor()],
     resources=build_resources(current_settings()),
     # DuckDB takes one writer, so steps cannot run in parallel anyway; in one process they
     # skip a Python start-up per step (seconds each on this machine).

@@ -1,4 +1,5 @@
-"""Automation: the daily schedule with its lookback window, and partition-aware freshness."""
+"""Automation: the daily schedule with its lookback window, the re-pull of a day the
+provider had not synced yet, and partition-aware freshness."""
 
 import datetime as dt
 from zoneinfo import ZoneInfo
@@ -12,6 +13,11 @@ from nova_pipeline.settings import current_settings
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+LATE_SYNC_TAG = "nova/late_sync_day"
+LATE_SYNC_INTERVAL_S = 30 * 60
+LATE_SYNC_MAX_REPULLS = 6
+"""An empty yesterday is pulled again every 30 minutes, at most 6 times (3 hours); after
+that it waits for the next daily run, which pulls it again within its lookback."""
 
 
 def days_for_tick(tick: dt.datetime, timezone: str, lookback_days: int) -> tuple[dt.date, dt.date]:
@@ -55,6 +61,60 @@ def build_daily_schedule(settings=None) -> dg.ScheduleDefinition:
         )
 
     return call_sms_daily
+
+
+def late_sync_request(
+    instance: dg.DagsterInstance,
+    now: dt.datetime,
+    timezone: str,
+    max_repulls: int = LATE_SYNC_MAX_REPULLS,
+) -> dg.RunRequest | dg.SkipReason:
+    """A run of yesterday alone when its latest pull came back with no item.
+
+    The provider syncs once a day; when the daily run comes before the sync, yesterday is
+    stored empty and would stay so until the next day's run. The run key names the empty
+    pull, so each empty result is pulled again once.
+    """
+    _, yesterday = days_for_tick(now, timezone, 0)
+    day = yesterday.isoformat()
+    latest = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("call_sms_raw_pages"), asset_partitions=[day]),
+        limit=1,
+    ).records
+    if not latest:
+        return dg.SkipReason(f"{day} has not been pulled yet (the daily schedule does it)")
+    empty_days = latest[0].asset_materialization.metadata.get("empty_days")
+    if empty_days is None or day not in empty_days.value:
+        return dg.SkipReason(f"{day} has items")
+    repulls = instance.get_runs_count(dg.RunsFilter(tags={LATE_SYNC_TAG: day}))
+    if repulls >= max_repulls:
+        return dg.SkipReason(
+            f"{day} is still empty after {repulls} re-pulls; the next daily run pulls it again"
+        )
+    return dg.RunRequest(
+        run_key=f"late-sync-{day}-{latest[0].storage_id}",
+        tags={RANGE_START: day, RANGE_END: day, LATE_SYNC_TAG: day},
+    )
+
+
+def build_late_sync_sensor(settings=None) -> dg.SensorDefinition:
+    settings = settings or current_settings()
+
+    @dg.sensor(
+        name="call_sms_late_sync",
+        job=call_sms_job,
+        minimum_interval_seconds=LATE_SYNC_INTERVAL_S,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"Every {LATE_SYNC_INTERVAL_S // 60} minutes: when yesterday's latest pull had no "
+            "item (the provider had not synced it yet), pull yesterday again, at most "
+            f"{LATE_SYNC_MAX_REPULLS} times."
+        ),
+    )
+    def call_sms_late_sync(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        return late_sync_request(context.instance, dt.datetime.now(dt.UTC), settings.timezone)
+
+    return call_sms_late_sync
 
 
 # Freshness: "yesterday's partition of every asset is in by the deadline". Dagster 1.13's

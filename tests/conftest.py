@@ -74,11 +74,19 @@ class Pipeline:
         }
         self.instance = dg.DagsterInstance.ephemeral()
 
-    def run(self, first: str, last: str | None = None, selection=None, raise_on_error=True):
+    def run(
+        self,
+        first: str,
+        last: str | None = None,
+        selection=None,
+        raise_on_error=True,
+        tags: dict[str, str] | None = None,
+    ):
         from nova_pipeline.checks import ASSET_CHECKS
         from nova_pipeline.definitions import ASSETS
 
         tags = {
+            **(tags or {}),
             "dagster/asset_partition_range_start": first,
             "dagster/asset_partition_range_end": last or first,
         }

@@ -1,0 +1,114 @@
+"""A yesterday pulled before the provider's sync is pulled again once the sync has run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import dagster as dg
+import duckdb
+import httpx
+
+from nova_pipeline.definitions import defs
+from nova_pipeline.schedules import LATE_SYNC_TAG, RANGE_END, RANGE_START, late_sync_request
+from nova_pipeline.simulator.process import free_port, simulator_process
+from nova_pipeline.ui import REPO, dagster_dev
+from tests.conftest import ALMATY, served_items
+
+DAY = dt.date(2026, 11, 19)
+BEFORE_SYNC = dt.datetime(2026, 11, 20, 3, 0, tzinfo=ALMATY)  # the sync of the 20th is at 04:00
+TICK = dt.datetime(2026, 11, 20, 7, 0, tzinfo=ALMATY)
+
+
+def test_an_empty_yesterday_is_pulled_again_until_it_has_items(start_simulator, make_pipeline):
+    pipeline = make_pipeline(sim=start_simulator(now=BEFORE_SYNC))
+    skip = late_sync_request(pipeline.instance, TICK, "Asia/Almaty")
+    assert isinstance(skip, dg.SkipReason) and "not been pulled yet" in skip.skip_message
+
+    pipeline.run(DAY.isoformat())
+    assert pipeline.sql("SELECT count(*) FROM call_sms_events") == [(0,)]
+    request = late_sync_request(pipeline.instance, TICK, "Asia/Almaty")
+    assert isinstance(request, dg.RunRequest)
+    day = DAY.isoformat()
+    assert request.tags == {RANGE_START: day, RANGE_END: day, LATE_SYNC_TAG: day}
+    again = late_sync_request(pipeline.instance, TICK + dt.timedelta(minutes=30), "Asia/Almaty")
+    assert again.run_key == request.run_key, "one re-pull per empty pull, however many ticks"
+
+    pipeline.sim.simulator.set_now(TICK)
+    pipeline.run(day, tags=request.tags)
+    [(events,)] = pipeline.sql("SELECT count(*) FROM call_sms_events WHERE day = ?", DAY)
+    assert events == len(served_items(pipeline.sim.api_url, DAY)) > 0
+    done = late_sync_request(pipeline.instance, TICK + dt.timedelta(hours=1), "Asia/Almaty")
+    assert isinstance(done, dg.SkipReason) and "has items" in done.skip_message
+
+
+def test_re_pulls_stop_at_the_cap_and_follow_the_provider_day(start_simulator, make_pipeline):
+    pipeline = make_pipeline(sim=start_simulator(now=BEFORE_SYNC))
+    day = DAY.isoformat()
+    pipeline.run(day)
+    first = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=2)
+    pipeline.run(day, tags=first.tags)
+    second = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=2)
+    assert isinstance(second, dg.RunRequest) and second.run_key != first.run_key
+    pipeline.run(day, tags=second.tags)
+    capped = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=2)
+    assert isinstance(capped, dg.SkipReason) and "after 2 re-pulls" in capped.skip_message
+    # At the provider's midnight yesterday becomes the 20th, which nothing has pulled.
+    next_day = late_sync_request(
+        pipeline.instance, dt.datetime(2026, 11, 21, 0, 0, tzinfo=ALMATY), "Asia/Almaty"
+    )
+    assert isinstance(next_day, dg.SkipReason) and "2026-11-20" in next_day.skip_message
+
+
+def test_the_sensor_is_on_by_default_and_asks_the_instance():
+    sensor = defs.resolve_sensor_def("call_sms_late_sync")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = sensor(dg.build_sensor_context(instance=instance))
+    assert isinstance(result, dg.SkipReason) and "not been pulled yet" in result.skip_message
+
+
+def test_the_daemon_pulls_an_empty_yesterday_again(tmp_path):
+    """Through a real `dagster dev`: yesterday (by the wall clock) is pulled before the
+    provider's sync; once the sync has run, the sensor's first tick fills the day."""
+    midnight = dt.datetime.combine(dt.datetime.now(ALMATY).date(), dt.time(), ALMATY)
+    if (wait := (midnight + dt.timedelta(days=1) - dt.datetime.now(ALMATY)).total_seconds()) < 300:
+        time.sleep(wait + 1)  # yesterday must not change while the test runs
+        midnight += dt.timedelta(days=1)
+    yesterday = (midnight - dt.timedelta(days=1)).date().isoformat()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    before_sync = (midnight + dt.timedelta(hours=3)).isoformat()
+    with simulator_process(["--sims", "30", "--groups", "0", "--now", before_sync]) as api_url:
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "NOVA_API_URL": api_url,
+            "NOVA_DATA_DIR": str(tmp_path / "data"),
+        }
+        command = ["dagster", "asset", "materialize", "-m", "nova_pipeline.definitions"]
+        subprocess.run(
+            [sys.executable, "-m", *command, "--select", "*", "--partition", yesterday],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        after_sync = (midnight + dt.timedelta(hours=5)).isoformat()
+        httpx.post(api_url.removesuffix("/api") + "/_simulator/clock", json={"now": after_sync})
+        with dagster_dev(env, port=free_port()), dg.DagsterInstance.from_config(str(home)) as db:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                runs = db.get_runs(dg.RunsFilter(tags={LATE_SYNC_TAG: yesterday}))
+                if runs and runs[0].is_finished:
+                    break
+                time.sleep(2)
+        assert [run.status for run in runs] == [dg.DagsterRunStatus.SUCCESS]
+        with duckdb.connect(str(tmp_path / "data" / "nova.duckdb"), read_only=True) as con:
+            [(events,)] = con.execute("SELECT count(*) FROM call_sms_events").fetchall()
+        day = dt.date.fromisoformat(yesterday)
+        assert events == len(served_items(api_url, day)) > 0
