@@ -254,9 +254,10 @@ def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResu
         days,
         severity=dg.AssetCheckSeverity.WARN,
         hint=(
-            "A day pulled before the provider synced it is re-pulled by the daily schedule "
-            "(NOVA_LOOKBACK_DAYS) or can be re-run now; a lasting change may be the fleet "
-            "itself, or the account or groups the token sees."
+            "A day pulled before the provider synced it is pulled again by the daily "
+            "schedule (NOVA_LOOKBACK_DAYS), an empty yesterday within hours by the "
+            "call_sms_late_sync sensor, and any day can be re-run now. A lasting change may "
+            "be the fleet itself, or the account or groups the token sees."
         ),
     )
 

@@ -82,7 +82,9 @@ def call_sms_raw_pages(
     empty_days = [p.day.isoformat() for p in pulls if p.items() == 0]
     if empty_days:
         context.log.warning(
-            "no items for %s: the provider may not have synced these days yet", empty_days
+            "no items for %s: the provider may not have synced these days yet (an empty "
+            "yesterday is pulled again by the call_sms_late_sync sensor)",
+            empty_days,
         )
     return dg.MaterializeResult(
         metadata={
