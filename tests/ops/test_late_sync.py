@@ -98,8 +98,12 @@ def test_the_daemon_pulls_an_empty_yesterday_again(tmp_path):
             check=True,
             capture_output=True,
         )
+        warehouse = str(tmp_path / "data" / "nova.duckdb")
+        with duckdb.connect(warehouse, read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM call_sms_events").fetchall() == [(0,)]
         after_sync = (midnight + dt.timedelta(hours=5)).isoformat()
-        httpx.post(api_url.removesuffix("/api") + "/_simulator/clock", json={"now": after_sync})
+        clock = api_url.removesuffix("/api") + "/_simulator/clock"
+        httpx.post(clock, json={"now": after_sync}).raise_for_status()
         with dagster_dev(env, port=free_port()), dg.DagsterInstance.from_config(str(home)) as db:
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
@@ -108,7 +112,7 @@ def test_the_daemon_pulls_an_empty_yesterday_again(tmp_path):
                     break
                 time.sleep(2)
         assert [run.status for run in runs] == [dg.DagsterRunStatus.SUCCESS]
-        with duckdb.connect(str(tmp_path / "data" / "nova.duckdb"), read_only=True) as con:
+        with duckdb.connect(warehouse, read_only=True) as con:
             [(events,)] = con.execute("SELECT count(*) FROM call_sms_events").fetchall()
         day = dt.date.fromisoformat(yesterday)
         assert events == len(served_items(api_url, day)) > 0
