@@ -232,12 +232,12 @@ def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResu
             SELECT day, count(*) AS events FROM call_sms_events
             WHERE day BETWEEN $first - {VOLUME_HISTORY_DAYS} AND $last GROUP BY day),
         judged AS (
-            SELECT d.day, coalesce(c.events, 0) AS events,
-                   (SELECT count(*) FROM counts h
-                    WHERE h.day BETWEEN d.day - {VOLUME_HISTORY_DAYS} AND d.day - 1) AS history,
-                   (SELECT median(h.events) FROM counts h
-                    WHERE h.day BETWEEN d.day - {VOLUME_HISTORY_DAYS} AND d.day - 1) AS usual
-            FROM unnest($days) AS d(day) LEFT JOIN counts c USING (day))
+            SELECT d.day, coalesce(c.events, 0) AS events, count(h.day) AS history,
+                   median(h.events) AS usual
+            FROM unnest($days) AS d(day)
+            LEFT JOIN counts c ON c.day = d.day
+            LEFT JOIN counts h ON h.day BETWEEN d.day - {VOLUME_HISTORY_DAYS} AND d.day - 1
+            GROUP BY d.day, c.events)
         SELECT day, events, coalesce(usual::VARCHAR, '-'), history,
                coalesce(round(events / usual, 2)::VARCHAR, '-')
         FROM judged
