@@ -43,9 +43,15 @@ def test_bench_smoke_writes_every_documented_key(tmp_path):
         "backfill_runs_batched",
         "backfill_runs_per_run",
         "e2e_seconds_1m_with_groups",
+        "batch_seconds_per_day_1m",
+        "peak_rss_mb_batch_1m",
+        "year_backfill_minutes_1m",
     ):
         assert results[key] > 0, key
     assert results["backfill_runs_batched"] == 1 and results["backfill_runs_per_run"] == 2
     assert results["e2e_events_1m"] > 0 and "| simulator serving rate |" in md.read_text()
     assert results["e2e_items_fetched_1m_with_groups"] > results["e2e_events_1m_with_groups"]
     assert 0 < results["landing_mb_1m"] < results["body_mb_1m"]
+    # The full-volume batch is two days of the same fleet as the one-day run, in one run.
+    assert results["batch_days_1m"] == 2
+    assert results["e2e_events_1m"] < results["batch_events_1m"] < 3 * results["e2e_events_1m"]
