@@ -4,7 +4,7 @@ The simulator always runs as a separate process on loopback. Each end-to-end fig
 one Dagster run in a fresh Python process (so its peak RSS is its own). Writes
 bench/results/latest.json and docs/benchmarks.md.
 
-    python bench/run.py            # the full benchmark (about 11 minutes here)
+    python bench/run.py            # the full benchmark (about 7 minutes here)
     python bench/run.py --smoke    # tiny volumes, no targets (used by the test suite)
 """
 
@@ -36,9 +36,10 @@ from nova_pipeline.warehouse import TABLES  # noqa: E402
 NOW = "2026-11-20T12:00:00+05:00"
 ANALYSIS = REPO / "bench" / "analysis.md"
 """What limits the figures, from profiling; written by hand, appended to the report."""
-PER_RUN_DAYS = 20
-"""One run per day is measured over 20 days, not 60: at 8-10 s of start-up per run it
-would take most of the 15-minute budget; its seconds per day do not depend on the count."""
+PER_RUN_DAYS = 12
+"""One run per day is measured over 12 days, not 60: at 7-10 s of start-up per run it
+would take most of the 15-minute budget; its seconds per day do not depend on the count
+(7.0-9.5 s a day over 20 days in earlier runs)."""
 DAY = dt.date(2026, 11, 18)
 GROUPS = 6
 """The demo's six groups: about 85% of the SIMs are in one, so their pulls fetch most of
