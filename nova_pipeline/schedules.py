@@ -73,7 +73,8 @@ def late_sync_request(
 
     The provider syncs once a day; when the daily run comes before the sync, yesterday is
     stored empty and would stay so until the next day's run. The run key names the empty
-    pull, so each empty result is pulled again once.
+    pull and the re-pulls before it: each empty result is pulled again once, and a re-pull
+    that failed (the API down for a while) is tried again at the next tick.
     """
     _, yesterday = days_for_tick(now, timezone, 0)
     day = yesterday.isoformat()
@@ -86,13 +87,15 @@ def late_sync_request(
     empty_days = latest[0].asset_materialization.metadata.get("empty_days")
     if empty_days is None or day not in empty_days.value:
         return dg.SkipReason(f"{day} has items")
-    repulls = instance.get_runs_count(dg.RunsFilter(tags={LATE_SYNC_TAG: day}))
-    if repulls >= max_repulls:
+    repulls = instance.get_runs(dg.RunsFilter(tags={LATE_SYNC_TAG: day}))
+    if any(not run.is_finished for run in repulls):
+        return dg.SkipReason(f"a re-pull of {day} is queued or running")
+    if len(repulls) >= max_repulls:
         return dg.SkipReason(
-            f"{day} is still empty after {repulls} re-pulls; the next daily run pulls it again"
+            f"{day} is still empty after {len(repulls)} re-pulls; the next daily run pulls it again"
         )
     return dg.RunRequest(
-        run_key=f"late-sync-{day}-{latest[0].storage_id}",
+        run_key=f"late-sync-{day}-{latest[0].storage_id}-{len(repulls)}",
         tags={RANGE_START: day, RANGE_END: day, LATE_SYNC_TAG: day},
     )
 

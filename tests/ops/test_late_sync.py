@@ -64,6 +64,45 @@ def test_re_pulls_stop_at_the_cap_and_follow_the_provider_day(start_simulator, m
     assert isinstance(next_day, dg.SkipReason) and "2026-11-20" in next_day.skip_message
 
 
+def test_a_failed_re_pull_is_tried_again_and_an_unfinished_one_is_waited_for(
+    start_simulator, make_pipeline
+):
+    from nova_pipeline.resources import NovaApiResource
+
+    pipeline = make_pipeline(sim=start_simulator(now=BEFORE_SYNC))
+    day = DAY.isoformat()
+    pipeline.run(day)
+    first = late_sync_request(pipeline.instance, TICK, "Asia/Almaty")
+
+    # The API is down when the re-pull runs: the run fails and the day stays empty.
+    api = pipeline.resources["nova_api"]
+    pipeline.resources["nova_api"] = NovaApiResource(
+        api_url=f"http://127.0.0.1:{free_port()}/api", max_attempts=2, backoff_base_s=0.01
+    )
+    failed = pipeline.run(day, tags=first.tags, raise_on_error=False)
+    pipeline.resources["nova_api"] = api
+    assert not failed.success
+    retry = late_sync_request(pipeline.instance, TICK + dt.timedelta(minutes=30), "Asia/Almaty")
+    assert isinstance(retry, dg.RunRequest) and retry.run_key != first.run_key
+
+    # While that re-pull has not finished (say, queued behind a backfill), no second one.
+    pending = pipeline.instance.create_run_for_job(
+        defs.resolve_job_def("call_sms_job"), tags=retry.tags
+    )
+    waiting = late_sync_request(pipeline.instance, TICK + dt.timedelta(hours=1), "Asia/Almaty")
+    assert isinstance(waiting, dg.SkipReason) and "queued or running" in waiting.skip_message
+    pipeline.instance.report_run_canceled(pending)
+
+    pipeline.sim.simulator.set_now(TICK)
+    last = late_sync_request(pipeline.instance, TICK + dt.timedelta(hours=1), "Asia/Almaty")
+    assert isinstance(last, dg.RunRequest) and last.run_key not in (first.run_key, retry.run_key)
+    pipeline.run(day, tags=last.tags)
+    [(events,)] = pipeline.sql("SELECT count(*) FROM call_sms_events WHERE day = ?", DAY)
+    assert events == len(served_items(pipeline.sim.api_url, DAY)) > 0
+    done = late_sync_request(pipeline.instance, TICK + dt.timedelta(hours=2), "Asia/Almaty")
+    assert isinstance(done, dg.SkipReason) and "has items" in done.skip_message
+
+
 def test_the_sensor_is_on_by_default_and_asks_the_instance():
     sensor = defs.resolve_sensor_def("call_sms_late_sync")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
