@@ -14,6 +14,7 @@ import duckdb
 import httpx
 
 from nova_pipeline.definitions import defs
+from nova_pipeline.resources import NovaApiResource
 from nova_pipeline.schedules import LATE_SYNC_TAG, RANGE_END, RANGE_START, late_sync_request
 from nova_pipeline.simulator.process import free_port, simulator_process
 from nova_pipeline.ui import REPO, dagster_dev
@@ -67,8 +68,6 @@ def test_re_pulls_stop_at_the_cap_and_follow_the_provider_day(start_simulator, m
 def test_a_failed_re_pull_is_tried_again_and_an_unfinished_one_is_waited_for(
     start_simulator, make_pipeline
 ):
-    from nova_pipeline.resources import NovaApiResource
-
     pipeline = make_pipeline(sim=start_simulator(now=BEFORE_SYNC))
     day = DAY.isoformat()
     pipeline.run(day)
