@@ -104,6 +104,11 @@ class Pipeline:
             return con.execute(query, list(params)).fetchall()
 
 
+def check_evaluation(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
+    """The evaluation of the check `name` in a run's result."""
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
+
+
 def served_items(api_url: str, day: dt.date, selector: str = "all") -> list[dict]:
     """What the API serves for a day, read with plain httpx: the independent reference."""
     items, page = [], 0

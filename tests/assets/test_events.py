@@ -13,13 +13,9 @@ import duckdb
 from nova_pipeline.simulator import FleetSpec
 from nova_pipeline.transforms.events import DELETE_REPEATED_COPIES_SQL, REPEATED_COPIES_SQL
 from nova_pipeline.warehouse import TABLES, ensure_schema
-from tests.conftest import DAY, SMALL_FLEET, landed_lines, served_items
+from tests.conftest import DAY, SMALL_FLEET, check_evaluation, landed_lines, served_items
 
 DAY_KEY = DAY.isoformat()
-
-
-def check(result, name):
-    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
 
 
 def test_events_are_typed_one_row_per_sid(make_pipeline):
@@ -104,7 +100,7 @@ def test_bad_items_are_quarantined_with_their_reason_and_totals_unchanged(
     assert faulty.sql("SELECT * FROM group_daily_cost ORDER BY day, group_id") == clean.sql(
         "SELECT * FROM group_daily_cost ORDER BY day, group_id"
     )
-    share = check(result, "rejects_share")
+    share = check_evaluation(result, "rejects_share")
     assert not share.passed and DAY_KEY in share.description
     landed = faulty.sql(
         "SELECT selector, page, landing_file FROM call_sms_raw_pages WHERE NOT conforms"
@@ -121,7 +117,7 @@ def test_bad_items_are_quarantined_with_their_reason_and_totals_unchanged(
 def test_a_high_reject_share_blocks_the_rollups(make_pipeline):
     pipeline = make_pipeline(faults={"bad_items": 1.0}, page_size=20)
     result = pipeline.run(DAY_KEY, raise_on_error=False)
-    share = check(result, "rejects_share")
+    share = check_evaluation(result, "rejects_share")
     assert not share.passed and share.severity.value == "ERROR"
     assert pipeline.sql("SELECT count(*) FROM sim_daily_cost") == [(0,)]
     assert not result.success
@@ -170,7 +166,7 @@ def test_a_sid_served_for_two_days_is_kept_once_and_nothing_is_lost(make_pipelin
     result = faulty.run(d0.isoformat())
     meta = result.asset_materializations_for_node("call_sms_events")[0].metadata
     assert meta["duplicates_kept_on_another_day"].value == 3
-    assert check(result, "sids_unique").passed
+    assert check_evaluation(result, "sids_unique").passed
     assert faulty.sql(
         "SELECT count(*), count(DISTINCT sid), sum(cost_eur) FROM call_sms_events"
     ) == [
@@ -228,7 +224,7 @@ def test_a_time_zone_mismatch_keeps_events_and_warns(start_simulator, make_pipel
     )
     assert events == len(served)
     assert 0.1 < outside / events < 0.35
-    warning = check(result, "out_of_window_share")
+    warning = check_evaluation(result, "out_of_window_share")
     assert not warning.passed and warning.severity.value == "WARN"
     assert "NOVA_TIMEZONE" in warning.description and DAY_KEY in warning.description
     assert result.success

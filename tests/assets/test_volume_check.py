@@ -10,15 +10,15 @@ import duckdb
 
 from nova_pipeline.checks import ALL_DAYS, daily_volume_usual
 from nova_pipeline.warehouse import ensure_schema
-from tests.conftest import NOW, served_items
+from tests.conftest import NOW, check_evaluation, served_items
 
 
 def table_rows(markdown: str) -> list[list[str]]:
     return [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()[2:]]
 
 
-def evaluation(result, name="daily_volume_usual"):
-    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
+def evaluation(result):
+    return check_evaluation(result, "daily_volume_usual")
 
 
 def test_a_day_pulled_before_the_providers_sync_is_flagged_then_clears(make_pipeline):
