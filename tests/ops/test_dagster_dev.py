@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -11,7 +13,7 @@ import duckdb
 import pytest
 
 from nova_pipeline.checks import ASSET_CHECKS
-from nova_pipeline.ui import launch_backfill, wait_for_backfill
+from nova_pipeline.ui import graphql, launch_backfill, wait_for_backfill
 from nova_pipeline.warehouse import TABLES
 from tests.conftest import dagster_dev_stack, independent_costs
 
@@ -21,6 +23,52 @@ FIRST = dt.date(2026, 11, 9)
 
 def launch(url: str, days: list[dt.date]) -> str:
     return launch_backfill(url, list(TABLES), [d.isoformat() for d in days])
+
+
+LAUNCH_RUN = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { id } }
+  }
+}"""
+RUN_STATUS = """
+query Status($id: ID!) {
+  runOrError(runId: $id) { ... on Run { id status startTime endTime } }
+}"""
+
+
+def launch_day_run(url: str, day: dt.date) -> str:
+    """A run of the job for one day, outside any backfill (as the schedule or the
+    late-sync sensor starts one)."""
+    params = {
+        "selector": {
+            "repositoryLocationName": "nova_pipeline",
+            "repositoryName": "__repository__",
+            "jobName": "call_sms_job",
+        },
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": day.isoformat()}]},
+    }
+    launched = graphql(url, LAUNCH_RUN, params=params)["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["id"]
+
+
+def wait_for_run(url: str, run_id: str, timeout_s: float = 600) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = graphql(url, RUN_STATUS, id=run_id)["runOrError"]
+        if run["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+            return run
+        assert time.monotonic() < deadline, run
+        time.sleep(1)
+
+
+def assert_one_run_at_a_time(runs: list[dict]) -> None:
+    """DuckDB takes one writer: no run may start before the one before it has ended."""
+    spans = sorted((run["startTime"], run["endTime"]) for run in runs)
+    for (_, ended), (started, _) in itertools.pairwise(spans):
+        assert started >= ended, spans
 
 
 @pytest.fixture
@@ -56,6 +104,8 @@ def test_backfills_launched_over_graphql_fill_every_day_and_queue_on_the_pool(st
     assert state["status"] == "COMPLETED_SUCCESS", state
     assert len(state["runs"]) == math.ceil(len(days) / DAYS_PER_RUN)
     assert {run["status"] for run in state["runs"]} == {"SUCCESS"}
+    # The first runs of a fresh instance too: its pool limit is not in the database yet.
+    assert_one_run_at_a_time(state["runs"])
     backfill_runs = {run["id"] for run in state["runs"]}
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -86,13 +136,18 @@ def test_backfills_launched_over_graphql_fill_every_day_and_queue_on_the_pool(st
             assert groups_total == sum(stored.values())
 
     overlapping = [launch(url, days[:6]), launch(url, days[3:])]
+    single = launch_day_run(url, days[4])
     states = [wait_for_backfill(url, backfill_id) for backfill_id in overlapping]
+    single_run = wait_for_run(url, single)
+    assert single_run["status"] == "SUCCESS", single_run
     for state in states:
         # Every run succeeds; a backfill whose partitions the other one re-materialised may
         # stay REQUESTED in Dagster 1.13 (see wait_for_backfill), which is not a failure.
         assert state["status"] == "COMPLETED_SUCCESS" or state.get("stalled"), state
         assert {run["status"] for run in state["runs"]} == {"SUCCESS"}
     assert [len(s["runs"]) for s in states] == [2, 2]
+    # A run outside the backfills waits for the pool like theirs.
+    assert_one_run_at_a_time([single_run, *(run for s in states for run in s["runs"])])
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute(
             "SELECT count(*) - count(DISTINCT sid) FROM call_sms_events"
