@@ -18,7 +18,6 @@ import math
 import os
 import platform
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,12 @@ sys.path.insert(0, str(REPO))
 
 from nova_pipeline.api import ClientConfig, Endpoint, NovaClient  # noqa: E402
 from nova_pipeline.simulator.process import free_port, simulator_process  # noqa: E402
+from nova_pipeline.ui import (  # noqa: E402
+    dagster_dev,
+    launch_backfill,
+    project_home,
+    wait_for_backfill,
+)
 from nova_pipeline.warehouse import TABLES  # noqa: E402
 
 NOW = "2026-11-20T12:00:00+05:00"
@@ -126,15 +131,14 @@ def run_in_child(
 ) -> dict:
     """One Dagster run of every asset for `first..last`, in a fresh process on an instance
     configured by the project's dagster.yaml: timings and peak RSS."""
+    home = project_home(workdir / "home")
     env = {
         **os.environ,
         "NOVA_API_URL": api_url,
         "NOVA_DATA_DIR": str(workdir / "data"),
-        "DAGSTER_HOME": str(workdir / "home"),
+        "DAGSTER_HOME": str(home),
         "NOVA_GROUPS": ",".join(f"{g}=Group {g}" for g in range(1, groups + 1)),
     }
-    (workdir / "home").mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", workdir / "home" / "dagster.yaml")
     out = subprocess.run(
         [sys.executable, __file__, "child", first.isoformat(), last.isoformat()],
         env=env,
@@ -241,11 +245,7 @@ def full_batch(sims: int, days: int, workdir: Path) -> dict:
 
 def backfill(days: int, per_day_sims: int, days_per_run: int, workdir: Path) -> dict:
     """A backfill launched the way the UI does (GraphQL on `dagster dev`)."""
-    from nova_pipeline.ui import dagster_dev, launch_backfill, wait_for_backfill
-
-    home = workdir / "home"
-    home.mkdir(parents=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    home = project_home(workdir / "home")
     last = DAY
     first = last - dt.timedelta(days=days - 1)
     with simulator_process(sim_args(per_day_sims)) as api_url:

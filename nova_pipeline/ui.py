@@ -1,6 +1,6 @@
 """`make ui`: the simulator and `dagster dev` (webserver + daemon), stopped together on Ctrl-C;
-and a small driver of the UI's GraphQL API (backfills), used by the end-to-end test and the
-benchmark.
+and, for the end-to-end test and the benchmark, a DAGSTER_HOME configured as `make ui`'s
+and a small driver of the UI's GraphQL API (backfills).
 
 `dagster dev` started from a non-interactive shell inherits SIGINT and SIGTERM as ignored
 (measured here), so it is started in its own session with default signal handling and
@@ -10,6 +10,7 @@ stopped through its process group.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,14 @@ from nova_pipeline.demo import DEMO_GROUPS
 from nova_pipeline.simulator.process import simulator_process, wait_until_ready
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def project_home(path: Path) -> Path:
+    """A DAGSTER_HOME at `path` with the project's dagster.yaml (pool, run queue), as
+    `make demo` and `make ui` have; Dagster's defaults would let runs overlap on DuckDB."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dagster.yaml", path / "dagster.yaml")
+    return path
 
 
 def _default_signals() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
 import warnings
@@ -174,11 +173,9 @@ def dagster_dev_stack(tmp_path: Path, sim_args: list[str], **env: str):
     """Simulator + `dagster dev` on free loopback ports with a temp DAGSTER_HOME holding the
     repo's dagster.yaml; yields (webserver URL, API URL, DuckDB path)."""
     from nova_pipeline.simulator.process import free_port, simulator_process
-    from nova_pipeline.ui import REPO, dagster_dev
+    from nova_pipeline.ui import dagster_dev, project_home
 
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    home = project_home(tmp_path / "dagster_home")
     with simulator_process(sim_args) as api_url:
         full_env = {
             **os.environ,
