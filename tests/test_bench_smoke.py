@@ -34,6 +34,7 @@ def test_bench_smoke_writes_every_documented_key(tmp_path):
     for key in (
         "ceiling_events_per_s",
         "simulator_items_per_s",
+        "plain_client_items_per_s",
         "e2e_events_per_s_1m",
         "e2e_seconds_1m",
         "peak_rss_mb_100k",
