@@ -142,6 +142,7 @@ def plain_client_rate(api_url: str) -> float:
         started = time.perf_counter()
         while True:
             response = client.post(f"{api_url}/report/call_sms", json=page_request(page))
+            response.raise_for_status()
             got = len(json.loads(response.content)["result"]["items"])
             if not got:
                 return items / (time.perf_counter() - started)
