@@ -89,6 +89,8 @@ query Status($id: String!) {
   }
 }"""
 UNFINISHED = ("REQUESTED", "CANCELING", "FAILING")
+FINISHED_RUN = ("SUCCESS", "FAILURE", "CANCELED")
+"""Backfill statuses still moving; run statuses that end a run."""
 
 
 def graphql(url: str, query: str, **variables: object) -> dict:
@@ -131,7 +133,7 @@ def wait_for_backfill(
         seen = [(run["id"], run["status"]) for run in state["runs"]]
         if seen != last_seen:
             last_change, last_seen = time.monotonic(), seen
-        finished = seen and all(s in ("SUCCESS", "FAILURE", "CANCELED") for _, s in seen)
+        finished = seen and all(s in FINISHED_RUN for _, s in seen)
         if finished and time.monotonic() - last_change > settle_s:
             return {**state, "stalled": True}
         if time.monotonic() > deadline:

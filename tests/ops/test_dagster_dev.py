@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from nova_pipeline.checks import ASSET_CHECKS
-from nova_pipeline.ui import graphql, launch_backfill, wait_for_backfill
+from nova_pipeline.ui import FINISHED_RUN, graphql, launch_backfill, wait_for_backfill
 from nova_pipeline.warehouse import TABLES
 from tests.conftest import dagster_dev_stack, independent_costs
 
@@ -58,7 +58,7 @@ def wait_for_run(url: str, run_id: str, timeout_s: float = 600) -> dict:
     deadline = time.monotonic() + timeout_s
     while True:
         run = graphql(url, RUN_STATUS, id=run_id)["runOrError"]
-        if run["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+        if run["status"] in FINISHED_RUN:
             return run
         assert time.monotonic() < deadline, run
         time.sleep(1)
