@@ -14,6 +14,7 @@ import time
 
 DEMO_GROUPS = "1=Trackers,2=Vans,3=Meters,4=Gates,5=Pilot,6=Spare"
 DAYS = 7
+SIMULATOR_ARGS = ("--groups", "6", "--sims", "500")
 
 
 def _numeric(text: str) -> bool:
@@ -38,7 +39,7 @@ def main() -> int:
     from nova_pipeline.simulator.process import simulator_process
 
     started = time.monotonic()
-    with simulator_process(["--groups", "6", "--sims", "500"]) as api_url:
+    with simulator_process(SIMULATOR_ARGS) as api_url:
         os.environ["NOVA_API_URL"] = api_url
         os.environ.setdefault("NOVA_GROUPS", DEMO_GROUPS)
 

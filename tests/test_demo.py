@@ -1,0 +1,122 @@
+"""`make demo`, the README's first command: its run, and the two tables it prints checked
+against the items the API serves."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from decimal import Decimal
+from itertools import takewhile
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from nova_pipeline.clock import latest_complete_day
+from nova_pipeline.demo import DAYS, DEMO_GROUPS, SIMULATOR_ARGS
+from nova_pipeline.settings import Settings, parse_groups
+from nova_pipeline.simulator import FleetSpec
+from nova_pipeline.simulator.process import simulator_process
+from nova_pipeline.ui import project_home
+from tests.conftest import served_items
+
+SIMULATOR_SYNC = f"{FleetSpec.sync_hour:02d}:00"
+"""The simulator's daily sync: the days' items change when it runs."""
+
+
+def demo_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_")}
+    env["DAGSTER_HOME"] = str(project_home(tmp_path / "home"))
+    env["NOVA_DATA_DIR"] = str(tmp_path / "data")
+    return env
+
+
+def run_demo(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-W", "ignore::UserWarning", "-m", "nova_pipeline.demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def recorded_runs(home: str) -> list[dg.DagsterRun]:
+    with dg.DagsterInstance.from_config(home) as instance:
+        return list(instance.get_runs())
+
+
+def table(out: str, title: str) -> list[list[str]]:
+    """The rows of a table the demo printed (after its title, header and rule), each split
+    on its blanks: a SIM's name may be empty or hold blanks, so its columns are read from
+    both ends."""
+    lines = out[out.index(title) :].splitlines()[3:]
+    return [line.split() for line in takewhile(str.strip, lines)]
+
+
+def test_demo_prints_each_groups_cost_and_the_top_sims_as_the_api_serves_them(tmp_path):
+    env = demo_env(tmp_path)
+    started = dt.datetime.now(dt.UTC)
+    demo = run_demo(env)
+    ended = dt.datetime.now(dt.UTC)
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    tz, ready = Settings.timezone, Settings.schedule_time
+    for ready_at in (SIMULATOR_SYNC, ready):
+        if latest_complete_day(started, tz, ready_at) != latest_complete_day(ended, tz, ready_at):
+            pytest.skip("the provider's day turned while the demo ran; its days moved")
+
+    first, last = (
+        dt.date.fromisoformat(d)
+        for d in re.search(r"materialising (\S+)\.\.(\S+) ", demo.stdout).groups()
+    )
+    assert last == latest_complete_day(started, tz, ready)
+    assert (last - first).days == DAYS - 1
+
+    groups = parse_groups(DEMO_GROUPS)
+    expected: dict[str, list] = {
+        str(g): [name, 0, 0, Decimal(0)] for g, name in [*groups.items(), ("-", "ungrouped")]
+    }
+    per_sim: dict[int, list] = defaultdict(lambda: [0, Decimal(0)])
+    total = Decimal(0)
+    with simulator_process([*SIMULATOR_ARGS, "--now", started.isoformat()]) as api_url:
+        for n in range(DAYS):
+            day = first + dt.timedelta(days=n)
+            members = {
+                sim: str(g)
+                for g in groups
+                for sim in {item["id"] for item in served_items(api_url, day, f"g_{g}")}
+            }
+            active: dict[str, set[int]] = defaultdict(set)
+            for item in served_items(api_url, day):
+                cost = Decimal(str(item["session_cost"]))
+                group = members.get(item["id"], "-")
+                active[group].add(item["id"])
+                expected[group][2] += 1
+                expected[group][3] += cost
+                per_sim[item["id"]][0] += 1
+                per_sim[item["id"]][1] += cost
+                total += cost
+            for group, sims in active.items():
+                expected[group][1] = max(expected[group][1], len(sims))
+
+    rows = table(demo.stdout, "Cost per group")
+    assert rows[-1] == ["total", f"{total:,.2f}"]
+    printed = {r[0]: [r[1], int(r[2]), int(r[3]), r[4]] for r in rows[:-1]}
+    assert printed == {g: [*row[:3], f"{row[3]:,.2f}"] for g, row in expected.items()}
+    assert sum(row[3] for row in expected.values()) == total > 0
+
+    top = sorted(per_sim.items(), key=lambda kv: (-kv[1][1], kv[0]))[:10]
+    printed_top = [(int(r[0]), int(r[-2]), r[-1]) for r in table(demo.stdout, "Top 10 SIMs")]
+    assert printed_top == [(sim, events, f"{cost:,.2f}") for sim, (events, cost) in top]
+
+    (run,) = recorded_runs(env["DAGSTER_HOME"])
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert run.tags["dagster/asset_partition_range_start"] == first.isoformat()
+    assert run.tags["dagster/asset_partition_range_end"] == last.isoformat()
+    with duckdb.connect(str(tmp_path / "data" / "nova.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT sum(cost_eur) FROM call_sms_events").fetchone()[0] == total
