@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import sys
 import time
+from pathlib import Path
 
 DEMO_GROUPS = "1=Trackers,2=Vans,3=Meters,4=Gates,5=Pilot,6=Spare"
 DAYS = 7
@@ -35,6 +36,23 @@ def _print_table(title: str, headers: list[str], rows: list[tuple]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+def warehouse_unavailable(path: Path) -> str | None:
+    """Why the warehouse cannot be opened for writing now, or None if it can.
+
+    The demo runs in process, outside the run queue and its pool, so a run of `make ui`
+    or a DuckDB session holding the file is found here, before the run: otherwise the
+    run's first connection waits out dagster-duckdb's retries (about 100 s) and fails
+    with a traceback."""
+    import duckdb
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        duckdb.connect(str(path)).close()
+    except duckdb.IOException as exc:
+        return str(exc)
+    return None
+
+
 def main() -> int:
     from nova_pipeline.simulator.process import simulator_process
 
@@ -54,6 +72,15 @@ def main() -> int:
             dt.datetime.now(dt.UTC), settings.timezone, settings.schedule_time
         )
         first = last - dt.timedelta(days=DAYS - 1)
+        reason = warehouse_unavailable(settings.duckdb_path)
+        if reason is not None:
+            print(
+                f"cannot write the warehouse {settings.duckdb_path}: {reason}\n"
+                "If another process holds it (a run in `make ui`, a DuckDB session), "
+                "run `make demo` again once that ends.",
+                file=sys.stderr,
+            )
+            return 1
         print(
             f"simulator at {api_url}; materialising {first}..{last} "
             f"({settings.timezone} days) into {settings.duckdb_path}",

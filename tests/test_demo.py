@@ -120,3 +120,31 @@ def test_demo_prints_each_groups_cost_and_the_top_sims_as_the_api_serves_them(tm
     assert run.tags["dagster/asset_partition_range_end"] == last.isoformat()
     with duckdb.connect(str(tmp_path / "data" / "nova.duckdb"), read_only=True) as con:
         assert con.execute("SELECT sum(cost_eur) FROM call_sms_events").fetchone()[0] == total
+
+
+def test_demo_says_at_once_which_process_holds_the_warehouse_and_runs_nothing(tmp_path):
+    env = demo_env(tmp_path)
+    warehouse = tmp_path / "data" / "nova.duckdb"
+    warehouse.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys; c = duckdb.connect({str(warehouse)!r}); print('held', "
+            "flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        demo = run_demo(env)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert demo.returncode == 1
+    assert f"cannot write the warehouse {warehouse}" in demo.stderr
+    assert f"(PID {holder.pid})" in demo.stderr
+    assert "Traceback" not in demo.stderr
+    assert recorded_runs(env["DAGSTER_HOME"]) == []
