@@ -105,25 +105,18 @@ def main() -> int:
 
         import duckdb
 
+        from nova_pipeline.transforms.costs import GROUP_TOTALS_SQL, TOP_SIMS_SQL
+
         with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
             con.execute("SET TimeZone = 'UTC'")
-            groups = con.execute(
-                "SELECT coalesce(group_id::VARCHAR, '-'), group_name, max(active_sims), "
-                "sum(events), sum(cost_eur) FROM group_daily_cost WHERE day BETWEEN ? AND ? "
-                "GROUP BY group_id, group_name ORDER BY group_id NULLS LAST",
-                [first, last],
-            ).fetchall()
-            top = con.execute(
-                "SELECT sim_id, any_value(sim_name), any_value(iccid), sum(events), "
-                "sum(cost_eur) FROM sim_daily_cost WHERE day BETWEEN ? AND ? "
-                "GROUP BY sim_id ORDER BY sum(cost_eur) DESC, sim_id LIMIT 10",
-                [first, last],
-            ).fetchall()
+            groups = con.execute(GROUP_TOTALS_SQL, [first, last]).fetchall()
+            top = con.execute(TOP_SIMS_SQL, [first, last]).fetchall()
     total = sum(row[4] for row in groups)
     _print_table(
         f"Cost per group, {first}..{last} (euro)",
         ["group", "name", "active SIMs (max/day)", "events", "cost €"],
-        [(*row[:4], f"{row[4]:,.2f}") for row in groups] + [("", "total", "", "", f"{total:,.2f}")],
+        [(g if g is not None else "-", n, a, e, f"{c:,.2f}") for g, n, a, e, c in groups]
+        + [("", "total", "", "", f"{total:,.2f}")],
     )
     _print_table(
         f"Top 10 SIMs by cost, {first}..{last} (euro)",

@@ -12,7 +12,12 @@ from nova_pipeline.assets.common import (
 )
 from nova_pipeline.partitions import day_range
 from nova_pipeline.resources import FleetGroupsResource
-from nova_pipeline.transforms.costs import GROUP_DAILY_COST_SQL, SIM_DAILY_COST_SQL
+from nova_pipeline.transforms.costs import (
+    GROUP_DAILY_COST_SQL,
+    GROUP_TOTALS_SQL,
+    SIM_DAILY_COST_SQL,
+    TOP_SIMS_SQL,
+)
 from nova_pipeline.warehouse import replace_days
 
 CHANGED_SIMS_SQL = """
@@ -68,12 +73,7 @@ def sim_daily_cost(
             {"s": start, "e": end},
         ).fetchone()
         changed = con.execute(CHANGED_SIMS_SQL, [start, end]).fetchall() if had_previous else []
-        top = con.execute(
-            "SELECT sim_id, any_value(sim_name), any_value(iccid), sum(events), sum(cost_eur) "
-            "FROM sim_daily_cost WHERE day BETWEEN ? AND ? "
-            "GROUP BY sim_id ORDER BY sum(cost_eur) DESC, sim_id LIMIT 10",
-            [start, end],
-        ).fetchall()
+        top = con.execute(TOP_SIMS_SQL, [start, end]).fetchall()
     metadata = {
         "dagster/row_count": counts["sim_daily_cost"],
         "cost_eur": float(total or 0),
@@ -128,12 +128,7 @@ def group_daily_cost(
                 ),
             },
         )
-        per_group = con.execute(
-            "SELECT group_id, group_name, max(active_sims), sum(events), sum(cost_eur) "
-            "FROM group_daily_cost WHERE day BETWEEN ? AND ? "
-            "GROUP BY ALL ORDER BY group_id NULLS LAST",
-            [start, end],
-        ).fetchall()
+        per_group = con.execute(GROUP_TOTALS_SQL, [start, end]).fetchall()
     total = sum((row[4] for row in per_group), start=0)
     return dg.MaterializeResult(
         metadata={

@@ -71,3 +71,19 @@ GROUP BY b.day, b.group_id, b.group_name
 """
 """Every configured group every day (zero when idle), plus the SIMs of no group as
 'ungrouped': with disjoint groups the rows of a day add up to the account's total."""
+
+TOP_SIMS_SQL = """
+SELECT sim_id, any_value(sim_name), any_value(iccid), sum(events), sum(cost_eur)
+FROM sim_daily_cost WHERE day BETWEEN ? AND ?
+GROUP BY sim_id ORDER BY sum(cost_eur) DESC, sim_id LIMIT 10
+"""
+"""The ten SIMs that cost most over a range of days (the sim_daily_cost run's metadata,
+the demo's second table)."""
+
+GROUP_TOTALS_SQL = """
+SELECT group_id, group_name, max(active_sims), sum(events), sum(cost_eur)
+FROM group_daily_cost WHERE day BETWEEN ? AND ?
+GROUP BY group_id, group_name ORDER BY group_id NULLS LAST
+"""
+"""Each group's most active SIMs in a day, events and euro over a range of days ('ungrouped'
+last; the group_daily_cost run's metadata, the demo's first table)."""
