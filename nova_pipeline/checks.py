@@ -1,10 +1,10 @@
 """Asset checks that say when the numbers can be trusted.
 
-Each check evaluates every day of the run (one day, or a backfill's batch) and names the
-failing days in its description and metadata. In Dagster 1.13 a one-day run records the
-evaluation against that day, but a range run records one evaluation with no partition
-(and leaves each day's record PLANNED), so the result itself must say which day failed.
-Run alone from the UI without a partition, a check covers every day in the table.
+Each check is one query over every day of the run (one day, the daily run's few days, or a
+backfill's batch) that returns the failing rows, each with its day. The result is recorded
+for each day against that day's partition, so the UI shows each day's status. Run alone
+from the UI without a partition, a check covers every day in the table in one result that
+names the failing days.
 
 Blocking checks stop the rollups of the run: costs are not computed from events that
 broke a rule. The checks of `call_sms_events` run as one step on one connection:
@@ -13,8 +13,14 @@ each step costs a run about 0.1 s of Dagster bookkeeping, whatever the data.
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import dagster as dg
+
+# Not exported by Dagster 1.13; an evaluation needs it to say which materialization it judged.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData as TargetMaterialization,
+)
 from dagster_duckdb import DuckDBResource
 from duckdb import DuckDBPyConnection
 
@@ -35,12 +41,138 @@ an empty day is flagged: every day empty is how a wrong account or date filter s
 ALL_DAYS = (dt.date(1970, 1, 1), dt.date(9999, 12, 31))
 
 
+@dataclass(frozen=True)
+class Finding:
+    """What a check found over its days: the rows that break it, each starting with its day."""
+
+    days: Days
+    failing: Sequence[tuple]
+    headers: Sequence[str]
+    problem: str
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
+    hint: str = ""
+    errors: Callable[[tuple], bool] | None = None
+    """Failing rows that are an ERROR whatever `severity` says (rejects above the limit)."""
+
+    @property
+    def passed(self) -> bool:
+        return not self.failing
+
+    def on(self, partition: str) -> "Finding":
+        """The same finding for one of its days (a partition key, YYYY-MM-DD)."""
+        day = dt.date.fromisoformat(partition)
+        failing = [row for row in self.failing if str(row[0]) == partition]
+        return replace(self, days=(day, day), failing=failing)
+
+    def result(self, spec: dg.AssetCheckSpec | None = None) -> dg.AssetCheckResult:
+        """One result for all the finding's days, naming the failing ones."""
+        key = {"asset_key": spec.asset_key, "check_name": spec.name} if spec else {}
+        if self.days == ALL_DAYS:
+            span = "all days"
+        elif self.days[0] == self.days[1]:
+            span = str(self.days[0])
+        else:
+            span = f"{self.days[0]}..{self.days[1]}"
+        if self.passed:
+            return dg.AssetCheckResult(
+                **key,
+                passed=True,
+                description=f"passed for {span}",
+                metadata={"days_checked": span},
+            )
+        failing_days = list(dict.fromkeys(str(row[0]) for row in self.failing))
+        names = ", ".join(failing_days[:10])
+        more = f" and {len(failing_days) - 10} more" if len(failing_days) > 10 else ""
+        severity = self.severity
+        if self.errors is not None and any(self.errors(row) for row in self.failing):
+            severity = dg.AssetCheckSeverity.ERROR
+        return dg.AssetCheckResult(
+            **key,
+            passed=False,
+            severity=severity,
+            description=f"{self.problem} on {names}{more}. {self.hint}".strip(),
+            metadata={
+                "days_checked": span,
+                "failing_days": dg.MetadataValue.json(failing_days),
+                "detail": markdown_table(self.headers, self.failing[:100]),
+            },
+        )
+
+
+def _report(
+    context: dg.AssetCheckExecutionContext, findings: Sequence[tuple[dg.AssetCheckSpec, Finding]]
+) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.Output]:
+    """Record each day of a partitioned run against its own partition.
+
+    In Dagster 1.13 the result of a range run (a backfill's batch, the daily run of yesterday
+    and the days before it) is recorded with no partition, so the UI would show every day's
+    check as skipped. An evaluation can name its partition and the materialization it
+    judged; the check's output is still yielded, as the steps a blocking check gates wait
+    on it.
+    """
+    if not (context.has_partition_key or context.has_partition_key_range):
+        yield from (finding.result(spec) for spec, finding in findings)
+        return
+    keys = context.partition_keys
+    targets = {
+        asset: _latest_materializations(context.instance, asset, keys)
+        for asset in {spec.asset_key for spec, _ in findings}
+    }
+    assets_def = context.op_execution_context.assets_def
+    for spec, finding in findings:
+        yield dg.Output(None, output_name=assets_def.get_output_name_for_asset_check_key(spec.key))
+        for key in keys:
+            day = finding.on(key).result()
+            yield dg.AssetCheckEvaluation(
+                asset_key=spec.asset_key,
+                check_name=spec.name,
+                passed=day.passed,
+                metadata=day.metadata,
+                severity=day.severity,
+                description=day.description,
+                blocking=spec.blocking,
+                partition=key,
+                target_materialization_data=targets[spec.asset_key].get(key),
+            )
+
+
+def _latest_materializations(
+    instance: dg.DagsterInstance, asset: dg.AssetKey, keys: Sequence[str]
+) -> dict[str, TargetMaterialization]:
+    """Each day's latest materialization of `asset`: the one its check result is about."""
+    latest: dict[str, TargetMaterialization] = {}
+    records_filter = dg.AssetRecordsFilter(asset_key=asset, asset_partitions=list(keys))
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(records_filter, limit=len(keys), cursor=cursor)
+        for record in page.records:
+            latest.setdefault(
+                record.partition_key,
+                TargetMaterialization(
+                    storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+                ),
+            )
+        if len(latest) == len(keys) or not page.has_more:
+            return latest
+        cursor = page.cursor
+
+
 def warehouse_check(asset: str, **kwargs):
-    """An asset check on the provider day that reads DuckDB (so it is in the pool)."""
-    return dg.asset_check(asset=asset, partitions_def=DAILY, pool=DUCKDB_POOL, **kwargs)
+    """An asset check on the provider day that reads DuckDB (so it is in the pool), made of
+    a function that returns its finding over the run's days."""
+
+    def decorate(find: Callable[[dg.AssetCheckExecutionContext, DuckDBResource], Finding]):
+        def check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource):
+            yield from _report(context, [(context.check_specs[0], find(context, duckdb))])
+
+        return dg.asset_check(
+            asset=asset, name=find.__name__, partitions_def=DAILY, pool=DUCKDB_POOL, **kwargs
+        )(check)
+
+    return decorate
 
 
-EventsCheck = Callable[[DuckDBPyConnection, Days], dg.AssetCheckResult]
+EventsCheck = Callable[[DuckDBPyConnection, Days], Finding]
 EVENTS_CHECKS: dict[str, tuple[dg.AssetCheckSpec, EventsCheck]] = {}
 
 
@@ -73,38 +205,11 @@ def _query(con: DuckDBPyConnection, sql: str, days: Days) -> list:
     return con.execute(sql, {"start": days[0], "end": days[1]}).fetchall()
 
 
-def _result(
-    failing: Sequence[tuple],
-    headers: Sequence[str],
-    problem: str,
-    days: Days,
-    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
-    hint: str = "",
-) -> dg.AssetCheckResult:
-    span = "all days" if days == ALL_DAYS else f"{days[0]}..{days[1]}"
-    if not failing:
-        return dg.AssetCheckResult(
-            passed=True, description=f"passed for {span}", metadata={"days_checked": span}
-        )
-    names = ", ".join(str(row[0]) for row in failing[:10])
-    more = f" and {len(failing) - 10} more" if len(failing) > 10 else ""
-    return dg.AssetCheckResult(
-        passed=False,
-        severity=severity,
-        description=f"{problem} on {names}{more}. {hint}".strip(),
-        metadata={
-            "days_checked": span,
-            "failing_days": dg.MetadataValue.json([str(row[0]) for row in failing]),
-            "detail": markdown_table(headers, failing[:100]),
-        },
-    )
-
-
 @events_check(
     blocking=True,
     description="No sid appears twice, within a day or across days.",
 )
-def sids_unique(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResult:
+def sids_unique(con: DuckDBPyConnection, days: Days) -> Finding:
     failing = _query(
         con,
         """
@@ -113,14 +218,14 @@ def sids_unique(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResult:
         WHERE r.day BETWEEN $start AND $end GROUP BY r.day ORDER BY r.day""",
         days,
     )
-    return _result(failing, ["day", "rows sharing a sid"], "duplicate sids", days)
+    return Finding(days, failing, ["day", "rows sharing a sid"], "duplicate sids")
 
 
 @events_check(
     blocking=True,
     description=f"Every event type is one of {', '.join(EVENT_TYPES)}.",
 )
-def types_known(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResult:
+def types_known(con: DuckDBPyConnection, days: Days) -> Finding:
     failing = _query(
         con,
         f"""
@@ -129,14 +234,14 @@ def types_known(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResult:
         GROUP BY day ORDER BY day""",
         days,
     )
-    return _result(failing, ["day", "events", "types"], "unknown event types", days)
+    return Finding(days, failing, ["day", "events", "types"], "unknown event types")
 
 
 @events_check(
     blocking=True,
     description="No event has a negative cost.",
 )
-def cost_not_negative(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResult:
+def cost_not_negative(con: DuckDBPyConnection, days: Days) -> Finding:
     failing = _query(
         con,
         """
@@ -144,7 +249,7 @@ def cost_not_negative(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResul
         WHERE day BETWEEN $start AND $end AND cost_eur < 0 GROUP BY day ORDER BY day""",
         days,
     )
-    return _result(failing, ["day", "events", "lowest cost €"], "negative costs", days)
+    return Finding(days, failing, ["day", "events", "lowest cost €"], "negative costs")
 
 
 @events_check(
@@ -155,7 +260,7 @@ def cost_not_negative(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResul
         "(blocking the rollups) above NOVA_REJECT_ERROR_SHARE (default 1%) on any day."
     ),
 )
-def rejects_share(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResult:
+def rejects_share(con: DuckDBPyConnection, days: Days) -> Finding:
     limit = current_settings().reject_error_share
     failing = _query(
         con,
@@ -170,13 +275,13 @@ def rejects_share(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResult:
         FROM rejects JOIN items USING (day) ORDER BY day""",
         days,
     )
-    over = any(row[3] > limit for row in failing)
-    return _result(
+    return Finding(
+        days,
         failing,
         ["day", "rejects", "items", "share", "reasons"],
         "items quarantined",
-        days,
-        severity=dg.AssetCheckSeverity.ERROR if over else dg.AssetCheckSeverity.WARN,
+        severity=dg.AssetCheckSeverity.WARN,
+        errors=lambda row: row[3] > limit,
         hint=f"ERROR above a share of {limit:.2%} (NOVA_REJECT_ERROR_SHARE); see call_sms_rejects.",
     )
 
@@ -188,7 +293,7 @@ def rejects_share(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResult:
         "setting does not match the provider's."
     ),
 )
-def out_of_window_share(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResult:
+def out_of_window_share(con: DuckDBPyConnection, days: Days) -> Finding:
     failing = _query(
         con,
         f"""
@@ -198,11 +303,11 @@ def out_of_window_share(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckRes
         GROUP BY day HAVING share > {OUT_OF_WINDOW_WARN_SHARE} ORDER BY day""",
         days,
     )
-    return _result(
+    return Finding(
+        days,
         failing,
         ["day", "outside the day", "events", "share"],
         "many events outside the requested day",
-        days,
         severity=dg.AssetCheckSeverity.WARN,
         hint=f"Check NOVA_TIMEZONE (now {DAILY.timezone}) against the provider's report day.",
     )
@@ -218,14 +323,14 @@ def out_of_window_share(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckRes
         "provider's daily sync had brought it in."
     ),
 )
-def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResult:
+def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> Finding:
     if days == ALL_DAYS:
         pulled = "SELECT DISTINCT day FROM call_sms_raw_pages ORDER BY day"
         judged = [day for (day,) in con.execute(pulled).fetchall()]
     else:
         judged = days_between(*days)
     if not judged:
-        return _result([], [], "", days)
+        return Finding(days, [], [], "")
     failing = con.execute(
         f"""
         WITH counts AS (
@@ -247,11 +352,11 @@ def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResu
         ORDER BY day""",
         {"days": judged, "first": judged[0], "last": judged[-1]},
     ).fetchall()
-    return _result(
+    return Finding(
+        days,
         failing,
         ["day", "events", "median of the days before", "days compared", "ratio"],
         "an unusual number of events",
-        days,
         severity=dg.AssetCheckSeverity.WARN,
         hint=(
             "A day pulled before the provider synced it is pulled again by the daily "
@@ -268,22 +373,15 @@ def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> dg.AssetCheckResu
     can_subset=True,
     pool=DUCKDB_POOL,
 )
-def call_sms_events_checks(
-    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
-) -> Iterator[dg.AssetCheckResult]:
+def call_sms_events_checks(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource):
     days = _days(context)
     with duckdb.get_connection() as con:
-        for name, (spec, check) in EVENTS_CHECKS.items():
-            if spec.key in context.selected_asset_check_keys:
-                result = check(con, days)
-                yield dg.AssetCheckResult(
-                    asset_key=spec.asset_key,
-                    check_name=name,
-                    passed=result.passed,
-                    severity=result.severity,
-                    description=result.description,
-                    metadata=result.metadata,
-                )
+        findings = [
+            (spec, check(con, days))
+            for spec, check in EVENTS_CHECKS.values()
+            if spec.key in context.selected_asset_check_keys
+        ]
+    yield from _report(context, findings)
 
 
 @warehouse_check(
@@ -297,16 +395,16 @@ def call_sms_events_checks(
 )
 def group_sids_in_account_pull(
     context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
-) -> dg.AssetCheckResult:
+) -> Finding:
     days = _days(context)
     with duckdb.get_connection() as con:
         stage_group_items(con, *landing_files(con, days[0], days[1], "g\\_%"))
         failing = con.execute(GROUP_SIDS_MISSING_SQL).fetchall()
-    return _result(
+    return Finding(
+        days,
         failing,
         ["day", "pull", "sids missing from `all`"],
         "group pulls returned sids the account pull did not",
-        days,
     )
 
 
@@ -316,9 +414,7 @@ def group_sids_in_account_pull(
     additional_deps=["call_sms_events"],
     description="Per day, sim_daily_cost adds up to call_sms_events: events and euro, exactly.",
 )
-def sim_cost_reconciles(
-    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
-) -> dg.AssetCheckResult:
+def sim_cost_reconciles(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> Finding:
     days = _days(context)
     with duckdb.get_connection() as con:
         failing = _query(
@@ -332,11 +428,11 @@ def sim_cost_reconciles(
             WHERE e.n IS DISTINCT FROM s.n OR e.cost IS DISTINCT FROM s.cost ORDER BY day""",
             days,
         )
-    return _result(
+    return Finding(
+        days,
         failing,
         ["day", "events", "sim events", "events €", "sim €"],
         "per-SIM costs do not add up to the events",
-        days,
     )
 
 
@@ -352,7 +448,7 @@ def sim_cost_reconciles(
 )
 def group_cost_reconciles(
     context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
-) -> dg.AssetCheckResult:
+) -> Finding:
     days = _days(context)
     with duckdb.get_connection() as con:
         failing = _query(
@@ -370,11 +466,11 @@ def group_cost_reconciles(
               AND day NOT IN (SELECT day FROM overlapping) ORDER BY day""",
             days,
         )
-    return _result(
+    return Finding(
+        days,
         failing,
         ["day", "sim events", "group events", "sim €", "group €"],
         "group costs do not add up to the account total",
-        days,
     )
 
 

@@ -116,11 +116,23 @@ def test_bad_items_are_quarantined_with_their_reason_and_totals_unchanged(
 
 def test_a_high_reject_share_blocks_the_rollups(make_pipeline):
     pipeline = make_pipeline(faults={"bad_items": 1.0}, page_size=20)
-    result = pipeline.run(DAY_KEY, raise_on_error=False)
-    share = check_evaluation(result, "rejects_share")
-    assert not share.passed and share.severity.value == "ERROR"
+    days = [(DAY - dt.timedelta(days=1)).isoformat(), DAY_KEY]
+    result = pipeline.run(*days, raise_on_error=False)
+    shares = {
+        e.partition: e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "rejects_share"
+    }
+    assert sorted(shares) == days
+    for day, share in shares.items():
+        assert not share.passed and share.severity.value == "ERROR" and day in share.description
     assert pipeline.sql("SELECT count(*) FROM sim_daily_cost") == [(0,)]
     assert not result.success
+    key = dg.AssetCheckKey(dg.AssetKey("call_sms_events"), "rejects_share")
+    recorded = pipeline.instance.event_log_storage.get_asset_check_partition_info([key])
+    assert {i.partition_key: i.latest_execution_status.value for i in recorded} == {
+        day: "FAILED" for day in days
+    }
 
 
 def test_duplicate_items_across_pages_are_collapsed_and_counted(make_pipeline):

@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 
+import dagster as dg
 import duckdb
 
-from nova_pipeline.checks import ALL_DAYS, daily_volume_usual
+from nova_pipeline.checks import ALL_DAYS, ASSET_CHECKS, daily_volume_usual
 from nova_pipeline.warehouse import ensure_schema
 from tests.conftest import NOW, check_evaluation, served_items
 
@@ -46,6 +47,42 @@ def test_a_day_pulled_before_the_providers_sync_is_flagged_then_clears(make_pipe
     assert stored == len(served_items(pipeline.sim.api_url, unsynced)) > 0.5 * min(counts)
 
 
+def test_a_range_run_records_every_check_against_each_of_its_days(make_pipeline):
+    """The daily run is yesterday plus the days before it: the UI's per-day check status
+    must come from each day's own result, not one verdict for the run."""
+    pipeline = make_pipeline()
+    days = [dt.date(2026, 11, d).isoformat() for d in (16, 17, 18, 19, 20)]
+    unsynced = days[-1]  # appears after the provider's sync of the 21st
+    result = pipeline.run(days[0], days[-1])
+    assert result.success, "a warning does not stop the rollups"
+
+    volume = {
+        e.partition: e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "daily_volume_usual"
+    }
+    assert sorted(volume) == days
+    assert [day for day, e in volume.items() if not e.passed] == [unsynced]
+    assert volume[unsynced].severity.value == "WARN" and unsynced in volume[unsynced].description
+    assert volume[days[0]].description == f"passed for {days[0]}"
+
+    keys = [key for check in ASSET_CHECKS for key in check.check_keys]
+    expected = {
+        (key.name, day): "FAILED"
+        if (key.name, day) == ("daily_volume_usual", unsynced)
+        else "SUCCEEDED"
+        for key in keys
+        for day in days
+    }
+    infos = pipeline.instance.event_log_storage.get_asset_check_partition_info(keys)
+    assert {
+        (i.check_key.name, i.partition_key): i.latest_execution_status.value for i in infos
+    } == (expected)
+    assert all(i.is_current for i in infos), "each result targets its day's materialization"
+    materialized = pipeline.instance.get_materialized_partitions(dg.AssetKey("call_sms_events"))
+    assert materialized == set(days)
+
+
 def test_the_bands_the_history_window_and_the_days_judged(tmp_path):
     d = [dt.date(2026, 10, 1) + dt.timedelta(days=n) for n in range(31)]
     counts = {d[0]: 100, d[1]: 300, d[2]: 100, d[3]: 50, d[4]: 201, d[6]: 60, d[30]: 1}
@@ -60,18 +97,18 @@ def test_the_bands_the_history_window_and_the_days_judged(tmp_path):
             )
         # d1 (1 day before it), d2 (2) are not judged; d3 is at half of the median 100,
         # d4 above twice it, d5 has no event, d6 compares with the 5 stored days before.
-        week = daily_volume_usual(con, (d[0], d[6]))
+        week = daily_volume_usual(con, (d[0], d[6])).result()
         # Nothing stored in the 14 days before d30 or d25: too little history to compare
         # with, so only a day with no event at all is flagged.
-        alone = daily_volume_usual(con, (d[30], d[30]))
-        empty_alone = daily_volume_usual(con, (d[25], d[25]))
+        alone = daily_volume_usual(con, (d[30], d[30])).result()
+        empty_alone = daily_volume_usual(con, (d[25], d[25])).result()
         con.executemany(
             "INSERT INTO call_sms_raw_pages (day, selector, page, status, attempts, item_count, "
             "body_bytes, fetched_at, request, landing_file, line) "
             "VALUES (?, 'all', 0, 200, 1, 1, 1, now(), '', '', 0)",
             [(d[4],), (d[6],)],
         )
-        pulled = daily_volume_usual(con, ALL_DAYS)
+        pulled = daily_volume_usual(con, ALL_DAYS).result()
 
     assert not week.passed and week.severity.value == "WARN"
     assert week.metadata["failing_days"].value == [str(d[4]), str(d[5])]
