@@ -39,6 +39,7 @@ VOLUME_WARN_SHARE = 0.5
 it (at least 3 of them): WARN below half of it or above twice it. With less history only
 an empty day is flagged: every day empty is how a wrong account or date filter shows."""
 ALL_DAYS = (dt.date(1970, 1, 1), dt.date(9999, 12, 31))
+Report = Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.Output]
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class Finding:
 
 def _report(
     context: dg.AssetCheckExecutionContext, findings: Sequence[tuple[dg.AssetCheckSpec, Finding]]
-) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.Output]:
+) -> Report:
     """Record each day of a partitioned run against its own partition.
 
     In Dagster 1.13 the result of a range run (a backfill's batch, the daily run of yesterday
@@ -162,7 +163,7 @@ def warehouse_check(asset: str, **kwargs):
     a function that returns its finding over the run's days."""
 
     def decorate(find: Callable[[dg.AssetCheckExecutionContext, DuckDBResource], Finding]):
-        def check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource):
+        def check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> Report:
             yield from _report(context, [(context.check_specs[0], find(context, duckdb))])
 
         return dg.asset_check(
@@ -373,7 +374,9 @@ def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> Finding:
     can_subset=True,
     pool=DUCKDB_POOL,
 )
-def call_sms_events_checks(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource):
+def call_sms_events_checks(
+    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
+) -> Report:
     days = _days(context)
     with duckdb.get_connection() as con:
         findings = [
