@@ -85,5 +85,5 @@ SELECT group_id, group_name, max(active_sims), sum(events), sum(cost_eur)
 FROM group_daily_cost WHERE day BETWEEN ? AND ?
 GROUP BY group_id, group_name ORDER BY group_id NULLS LAST
 """
-"""Each group's most active SIMs in a day, events and euro over a range of days ('ungrouped'
-last; the group_daily_cost run's metadata, the demo's first table)."""
+"""Per group over a range of days: the most SIMs active on any one day, events and euro
+('ungrouped' last; the group_daily_cost run's metadata, the demo's first table)."""
