@@ -73,12 +73,18 @@ GROUP BY b.day, b.group_id, b.group_name
 'ungrouped': with disjoint groups the rows of a day add up to the account's total."""
 
 TOP_SIMS_SQL = """
-SELECT sim_id, any_value(sim_name), any_value(iccid), sum(events), sum(cost_eur)
-FROM sim_daily_cost WHERE day BETWEEN ? AND ?
-GROUP BY sim_id ORDER BY sum(cost_eur) DESC, sim_id LIMIT 10
+WITH top AS (
+    SELECT sim_id, sum(events) AS events, sum(cost_eur) AS cost, max(day) AS last_day
+    FROM sim_daily_cost WHERE day BETWEEN ? AND ?
+    GROUP BY sim_id ORDER BY cost DESC, sim_id LIMIT 10
+)
+SELECT t.sim_id, s.sim_name, s.iccid, t.events, t.cost
+FROM top t JOIN sim_daily_cost s ON s.sim_id = t.sim_id AND s.day = t.last_day
+ORDER BY t.cost DESC, t.sim_id
 """
 """The ten SIMs that cost most over a range of days (the sim_daily_cost run's metadata,
-the demo's second table)."""
+the demo's second table), each with its name and ICCID as of its last day in the range:
+both from one row, so a SIM renamed or given a new card mid-range shows its latest pair."""
 
 GROUP_TOTALS_SQL = """
 SELECT group_id, group_name, max(active_sims), sum(events), sum(cost_eur)

@@ -9,8 +9,9 @@ from decimal import Decimal
 import duckdb
 
 from nova_pipeline.assets.common import euro
-from nova_pipeline.transforms.costs import SIM_DAILY_COST_SQL
+from nova_pipeline.transforms.costs import SIM_DAILY_COST_SQL, TOP_SIMS_SQL
 from nova_pipeline.warehouse import ensure_schema, replace_days
+from nova_pipeline.warehouse.schema import TABLES
 from tests.conftest import DAY, independent_costs, served_items
 
 DAY_KEY = DAY.isoformat()
@@ -187,3 +188,33 @@ def test_a_sim_row_carries_the_number_iccid_and_name_of_its_latest_event(tmp_pat
         (7, "+77010000003", "89701990000000003", None, 3, 3, Decimal("0.600000")),
         (8, "+77010000008", "89701990000000008", "Gate-8", 1, 1, Decimal("1.000000")),
     ]
+
+
+def test_top_sims_show_the_name_and_iccid_of_their_last_day_in_the_range(tmp_path):
+    """A SIM given a new name and card between two days is listed once, with its total over
+    both days and the name and ICCID of the later one, taken together."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ensure_schema(con)
+    second = DAY + dt.timedelta(days=1)
+    per_type = ", ".join(["0"] * (len(TABLES["sim_daily_cost"]) - 7))
+    rows = [  # day, sim, iccid, name, events, cost
+        (DAY, 7, "89701990000000001", "Van-7", 2, "1.500000"),
+        (second, 7, "89701990000000002", "Van-7b", 1, "0.250000"),
+        (DAY, 8, "89701990000000008", None, 3, "1.000000"),
+        (second, 9, "89701990000000009", "Gate-9", 1, "1.750000"),
+    ]
+    for day, sim, iccid, name, events, cost in rows:
+        con.execute(
+            f"INSERT INTO sim_daily_cost VALUES (?, ?, '+7701', ?, ?, {per_type}, ?, ?)",
+            [day, sim, iccid, name, events, Decimal(cost)],
+        )
+    assert con.execute(TOP_SIMS_SQL, [DAY, second]).fetchall() == [
+        (7, "Van-7b", "89701990000000002", 3, Decimal("1.750000")),
+        (9, "Gate-9", "89701990000000009", 1, Decimal("1.750000")),
+        (8, None, "89701990000000008", 3, Decimal("1.000000")),
+    ]
+    assert con.execute(TOP_SIMS_SQL, [DAY, DAY]).fetchall()[0][:3] == (
+        7,
+        "Van-7",
+        "89701990000000001",
+    )
