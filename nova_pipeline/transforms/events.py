@@ -274,10 +274,17 @@ FROM group_items v JOIN group_names g ON g.group_id = CAST(substr(v.selector, 3)
 """Which SIMs each configured group's pull returned that day (valid items only)."""
 
 GROUP_SIDS_MISSING_SQL = """
+WITH v AS MATERIALIZED (SELECT day, selector, sid FROM group_items)
 SELECT v.day, v.selector, count(DISTINCT v.sid) AS missing
-FROM group_items v
-ANTI JOIN call_sms_events e ON e.sid = v.sid
+FROM v
+ANTI JOIN (
+    SELECT sid FROM call_sms_events
+    WHERE sid BETWEEN (SELECT min(sid) FROM v) AND (SELECT max(sid) FROM v)
+) e ON e.sid = v.sid
 GROUP BY ALL ORDER BY ALL
 """
 """Per day and group pull: valid sids the group returned that are in no day's events (a
-sid of a day's group pull may be kept on another day, as a repeated copy)."""
+sid of a day's group pull may be kept on another day, as a repeated copy). The bounds on
+sid change no result; as sids grow with time they let DuckDB skip the row groups of other
+days, so the check reads its own days' events, not the whole table (without them: 0.55 s
+with one day stored, 1.15 s with 41, about 0.015 s more for each stored day)."""
