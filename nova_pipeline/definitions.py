@@ -13,8 +13,9 @@ from nova_pipeline.schedules import (
 )
 from nova_pipeline.settings import current_settings
 
-ASSETS = WAREHOUSE_ASSETS
-"""In data-flow order: raw pages, events (+ rejects), membership, per-SIM, per-group cost."""
+ASSETS = dg.with_source_code_references(WAREHOUSE_ASSETS)
+"""In data-flow order: raw pages, events (+ rejects), membership, per-SIM, per-group cost;
+each linked in the UI to its function (and, from its metadata, to its SQL)."""
 
 defs = dg.Definitions(
     assets=ASSETS,

@@ -1,8 +1,10 @@
 """What every warehouse asset shares: the pool, the partitioning, small SQL helpers."""
 
 import datetime as dt
+import inspect
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from types import ModuleType
 
 import dagster as dg
 import duckdb
@@ -33,6 +35,24 @@ def table_metadata(table: str) -> dict:
         "dagster/table_name": f"nova.main.{table}",
         "dagster/column_schema": dg.TableSchema(columns=columns),
     }
+
+
+def sql_references(module: ModuleType, *names: str) -> dict:
+    """Links in the UI from an asset to the SQL that computes its numbers (the module
+    constants `names`), beside the link to the asset's own function that
+    `dg.with_source_code_references` adds."""
+    path = inspect.getfile(module)
+    with open(path) as source:
+        lines = source.read().splitlines()
+    references = []
+    for name in names:
+        line = next(
+            (n for n, text in enumerate(lines, start=1) if text.startswith(f"{name} =")), None
+        )
+        if line is None:
+            raise ValueError(f"{name} is not assigned at the top level of {path}")
+        references.append(dg.LocalFileCodeReference(file_path=path, line_number=line, label=name))
+    return {"dagster/code_references": dg.CodeReferencesMetadataValue(code_references=references)}
 
 
 def register_groups(con: duckdb.DuckDBPyConnection, groups: Mapping[int, str]) -> None:

@@ -8,10 +8,12 @@ from nova_pipeline.assets.common import (
     euro,
     markdown_table,
     register_groups,
+    sql_references,
     table_metadata,
 )
 from nova_pipeline.partitions import day_range
 from nova_pipeline.resources import FleetGroupsResource
+from nova_pipeline.transforms import costs as cost_sql
 from nova_pipeline.transforms.costs import (
     GROUP_DAILY_COST_SQL,
     GROUP_TOTALS_SQL,
@@ -39,7 +41,7 @@ of them into Python cost 0.15 s when every SIM of a million-event day changed)."
     group_name="costs",
     kinds={"duckdb", "sql"},
     **DAILY_WAREHOUSE_STEP,
-    metadata=table_metadata("sim_daily_cost"),
+    metadata={**table_metadata("sim_daily_cost"), **sql_references(cost_sql, "SIM_DAILY_COST_SQL")},
     description=(
         "Cost per SIM card per provider day, in euro: count and cost of calls, incoming "
         "and outgoing SMS and USSD requests, and the total. Sums are exact (DECIMAL). A "
@@ -104,7 +106,10 @@ def sim_daily_cost(
     group_name="costs",
     kinds={"duckdb", "sql"},
     **DAILY_WAREHOUSE_STEP,
-    metadata=table_metadata("group_daily_cost"),
+    metadata={
+        **table_metadata("group_daily_cost"),
+        **sql_references(cost_sql, "GROUP_DAILY_COST_SQL"),
+    },
     description=(
         "Cost per configured SIM group per provider day, in euro, with the same per-type "
         "counts and costs, plus one 'ungrouped' row (group_id NULL) for SIMs in no "

@@ -12,10 +12,12 @@ from nova_pipeline.assets.common import (
     landing_files,
     markdown_table,
     register_groups,
+    sql_references,
     table_metadata,
 )
 from nova_pipeline.partitions import DAILY, day_range
 from nova_pipeline.resources import FleetGroupsResource
+from nova_pipeline.transforms import events as event_sql
 from nova_pipeline.transforms.events import (
     DELETE_REPEATED_COPIES_SQL,
     INSERT_EVENTS_SQL,
@@ -38,7 +40,16 @@ RAW = dg.AssetKey("call_sms_raw_pages")
             deps=[RAW],
             group_name="events",
             kinds={"duckdb", "sql"},
-            metadata=table_metadata("call_sms_events"),
+            metadata={
+                **table_metadata("call_sms_events"),
+                **sql_references(
+                    event_sql,
+                    "CONFORMING_SQL",
+                    "REASON",
+                    "INSERT_EVENTS_SQL",
+                    "REPEATED_COPIES_SQL",
+                ),
+            },
             description=(
                 "One row per call, SMS or USSD request (per `sid`) of the account-wide pull, "
                 "typed: UTC timestamp, provider day, exact euro cost (DECIMAL, never a float). "
@@ -53,7 +64,10 @@ RAW = dg.AssetKey("call_sms_raw_pages")
             deps=[RAW],
             group_name="events",
             kinds={"duckdb", "sql"},
-            metadata=table_metadata("call_sms_rejects"),
+            metadata={
+                **table_metadata("call_sms_rejects"),
+                **sql_references(event_sql, "REASON", "INSERT_REJECTS_SQL"),
+            },
             description=(
                 "Quarantine: every item (of any pull) that breaks the API contract — a "
                 "missing field, a wrong type, an unknown `type`, a negative cost — verbatim, "
@@ -166,7 +180,10 @@ def call_sms_events(
     group_name="events",
     kinds={"duckdb", "sql"},
     **DAILY_WAREHOUSE_STEP,
-    metadata=table_metadata("sim_group_membership"),
+    metadata={
+        **table_metadata("sim_group_membership"),
+        **sql_references(event_sql, "MEMBERSHIP_SQL"),
+    },
     description=(
         "Which SIMs belong to which configured group (NOVA_GROUPS) on each day, as the "
         "API's own `g_<id>` pull of that day returned them. A SIM with no activity in a "
