@@ -4,6 +4,7 @@ import datetime as dt
 import inspect
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from pathlib import Path
 from types import ModuleType
 
 import dagster as dg
@@ -42,8 +43,7 @@ def sql_references(module: ModuleType, *names: str) -> dict:
     constants `names`), beside the link to the asset's own function that
     `dg.with_source_code_references` adds."""
     path = inspect.getfile(module)
-    with open(path) as source:
-        lines = source.read().splitlines()
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
     references = []
     for name in names:
         line = next(
