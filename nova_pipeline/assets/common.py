@@ -1,6 +1,8 @@
 """What every warehouse asset shares: the pool, the partitioning, small SQL helpers."""
 
+import ast
 import datetime as dt
+import functools
 import inspect
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -38,20 +40,32 @@ def table_metadata(table: str) -> dict:
     }
 
 
+@functools.cache
+def _assignment_lines(path: str) -> dict[str, int]:
+    """The line of each top-level `NAME = ...` of a source file, read once per file."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    return {
+        target.id: node.lineno
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+
+
 def sql_references(module: ModuleType, *names: str) -> dict:
     """Links in the UI from an asset to the SQL that computes its numbers (the module
     constants `names`), beside the link to the asset's own function that
     `dg.with_source_code_references` adds."""
     path = inspect.getfile(module)
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    lines = _assignment_lines(path)
     references = []
     for name in names:
-        line = next(
-            (n for n, text in enumerate(lines, start=1) if text.startswith(f"{name} =")), None
-        )
-        if line is None:
+        if name not in lines:
             raise ValueError(f"{name} is not assigned at the top level of {path}")
-        references.append(dg.LocalFileCodeReference(file_path=path, line_number=line, label=name))
+        references.append(
+            dg.LocalFileCodeReference(file_path=path, line_number=lines[name], label=name)
+        )
     return {"dagster/code_references": dg.CodeReferencesMetadataValue(code_references=references)}
 
 
