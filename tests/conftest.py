@@ -98,6 +98,12 @@ class Pipeline:
             raise_on_error=raise_on_error,
         )
 
+    def reconfigure(self, name: str, **changes: object) -> None:
+        """Replace a resource by one with `changes`. A `model_copy` of it would not do:
+        Dagster rebuilds a resource from the arguments it was constructed with."""
+        resource = self.resources[name]
+        self.resources[name] = type(resource)(**{**resource.model_dump(), **changes})
+
     def sql(self, query: str, *params: object) -> list[tuple]:
         with self.resources["duckdb"].get_connection() as con:
             return con.execute(query, list(params)).fetchall()

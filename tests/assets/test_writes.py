@@ -96,9 +96,7 @@ def test_a_failed_pull_writes_nothing_and_keeps_the_previous_day(make_pipeline):
     before = snapshot(pipeline)
     pages_before = pipeline.sql("SELECT * FROM call_sms_raw_pages ORDER BY ALL")
     pipeline.sim.simulator.faults.rates["server_error"] = 1.0
-    pipeline.resources["nova_api"] = pipeline.resources["nova_api"].model_copy(
-        update={"max_attempts": 2}
-    )
+    pipeline.reconfigure("nova_api", max_attempts=2)
     result = pipeline.run(DAY_KEY, raise_on_error=False)
     assert not result.success
     assert pipeline.sql("SELECT * FROM call_sms_raw_pages ORDER BY ALL") == pages_before

@@ -90,15 +90,15 @@ def test_a_wrong_token_fails_at_once_naming_the_setting_and_writes_nothing(
 ):
     sim = start_simulator(token="right-token")
     pipeline = make_pipeline(sim=sim)
-    pipeline.resources["nova_api"] = pipeline.resources["nova_api"].model_copy(
-        update={"api_token": "wrong-token-5e1f"}
-    )
+    pipeline.reconfigure("nova_api", api_token="wrong-token-5e1f")
     result = pipeline.run(DAY_KEY, raise_on_error=False)
     message = failure_message(result, "call_sms_raw_pages")
     assert "NOVA_API_TOKEN" in message and "wrong-token-5e1f" not in message
     assert sim.simulator.requests == 1, "an auth failure is not retried"
     assert pipeline.sql("SELECT count(*) FROM call_sms_raw_pages") == [(0,)]
     assert list((pipeline.root / "landing").rglob("*.ndjson*")) == []
+    pipeline.reconfigure("nova_api", api_token="right-token")
+    assert pipeline.run(DAY_KEY).success, "the same pipeline with the right token pulls the day"
 
 
 def test_an_unknown_group_is_a_clear_error_carrying_the_servers_message(make_pipeline):
