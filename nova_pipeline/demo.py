@@ -40,9 +40,8 @@ def warehouse_unavailable(path: Path) -> str | None:
     """Why the warehouse cannot be opened for writing now, or None if it can.
 
     The demo runs in process, outside the run queue and its pool, so a run of `make ui`
-    or a DuckDB session holding the file is found here, before the run: otherwise the
-    run's first connection waits out dagster-duckdb's retries (about 100 s) and fails
-    with a traceback."""
+    or a DuckDB session holding the file is found here, before the run, rather than by
+    its first step waiting up to two minutes for the file (WarehouseResource)."""
     import duckdb
 
     path.parent.mkdir(parents=True, exist_ok=True)

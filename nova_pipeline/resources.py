@@ -1,6 +1,8 @@
 """Dagster resources: thin, configurable wrappers that hand out the plain-Python parts."""
 
 import logging
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -69,6 +71,14 @@ class LandingZoneResource(dg.ConfigurableResource):
         return Landing(self.root)
 
 
+LOCK_CONFLICT = "Could not set lock on file"
+LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+? \(PID \d+\))")
+
+
+class WarehouseBusyError(Exception):
+    """Another process kept the DuckDB file for longer than a step waits for it."""
+
+
 class WarehouseResource(DuckDBResource):
     """The DuckDB warehouse: a connection in UTC with every table in place.
 
@@ -81,10 +91,51 @@ class WarehouseResource(DuckDBResource):
 
     threads: int = Settings.duckdb_threads
     memory_limit_mb: int = Settings.duckdb_memory_mb
+    lock_wait_s: float = Field(
+        default=120.0,
+        description="How long a step waits for another process (a DuckDB session, "
+        "`make demo`) to let go of the file before it fails",
+    )
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """Open the file for writing, waiting while another process holds it.
+
+        DuckDB lets one process at a time open a file for writing, and any session open on
+        it, even read-only, keeps the others out. The run queue only orders Dagster's own
+        runs, so an analyst's session makes a step wait here, with a warning that names the
+        process, then fail saying so (dagster-duckdb retried for about 100 s in silence and
+        failed with DuckDB's traceback). Any other error is raised at once."""
+        config = {"custom_user_agent": "dagster", **self.connection_config}
+        deadline = time.monotonic() + self.lock_wait_s
+        warned = False
+        while True:
+            try:
+                return duckdb.connect(self.database, config=config)
+            except duckdb.IOException as exc:
+                if LOCK_CONFLICT not in str(exc):
+                    raise
+                held = LOCK_HOLDER.search(str(exc))
+                holder = held.group(1) if held else str(exc)
+            if time.monotonic() >= deadline:
+                raise WarehouseBusyError(
+                    f"the warehouse {self.database} stayed held by another process, "
+                    f"{holder}, for the {self.lock_wait_s:.0f} s this step waited. DuckDB "
+                    "lets one process at a time write the file, and a session open on it, "
+                    "even read-only, keeps the pipeline out: close that session (or work on "
+                    "a copy, README: Reading the numbers) and re-execute the run from its "
+                    "failure. This step wrote nothing."
+                )
+            if not warned:
+                dg.get_dagster_logger().warning(
+                    f"the warehouse {self.database} is held by another process, {holder}: "
+                    f"waiting up to {self.lock_wait_s:.0f} s for it to close the file"
+                )
+                warned = True
+            time.sleep(max(0.0, min(1.0, deadline - time.monotonic())))
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with super().get_connection() as con:
+        with self._connect() as con:
             con.execute("SET TimeZone = 'UTC'")
             con.execute(f"SET threads = {self.threads}")
             con.execute(f"SET memory_limit = '{self.memory_limit_mb}MB'")

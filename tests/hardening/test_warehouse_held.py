@@ -1,0 +1,114 @@
+"""An analyst's DuckDB session on the warehouse: a run waits for it, names it, and if it
+stays open fails saying so, with the previous data of its days intact."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+import pytest
+
+from tests.assets.test_writes import snapshot
+from tests.conftest import DAY
+
+DAY_KEY = DAY.isoformat()
+
+
+@contextmanager
+def read_only_session(path: str) -> Iterator[subprocess.Popen]:
+    """Another process holding the file the way an analyst's session does: read-only,
+    open until its stdin is closed."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys; c = duckdb.connect({path!r}, read_only=True); "
+            "print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        if not holder.stdin.closed:
+            holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+class _WhenLogged(logging.Handler):
+    """Calls `then` once a record containing `text` is logged."""
+
+    def __init__(self, text: str, then) -> None:
+        super().__init__()
+        self.text, self.then = text, then
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.then()
+
+
+def run_logs(pipeline, result) -> list[str]:
+    return [e.user_message for e in pipeline.instance.all_logs(result.run_id)]
+
+
+def test_a_run_waits_for_a_session_on_the_warehouse_and_names_it(make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    before = snapshot(pipeline)
+    with read_only_session(pipeline.resources["duckdb"].database) as holder:
+        # The session ends when the run says it is waiting for it, as an analyst would.
+        release = _WhenLogged(f"(PID {holder.pid})", holder.stdin.close)
+        logger = logging.getLogger("dagster")
+        logger.addHandler(release)
+        try:
+            result = pipeline.run(DAY_KEY)
+        finally:
+            logger.removeHandler(release)
+    assert result.success
+    assert snapshot(pipeline) == before
+    assert len(before["call_sms_events"]) > 300
+    waits = [m for m in run_logs(pipeline, result) if "is held by another process" in m]
+    assert len(waits) == 1, "one warning, from the step that found the file held"
+    assert f"(PID {holder.pid})" in waits[0]
+    assert "waiting up to 120 s" in waits[0]
+
+
+def test_a_session_left_open_fails_the_run_naming_it_and_keeps_the_day(make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    before = snapshot(pipeline)
+    pages_before = pipeline.sql("SELECT * FROM call_sms_raw_pages ORDER BY ALL")
+    pipeline.reconfigure("duckdb", lock_wait_s=2)
+    warehouse = pipeline.resources["duckdb"]
+    with read_only_session(warehouse.database) as holder:
+        result = pipeline.run(DAY_KEY, raise_on_error=False)
+    assert not result.success
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert [e.step_key for e in failures] == ["call_sms_raw_pages"]
+    error = failures[0].step_failure_data.error.cause
+    assert error.cls_name == "WarehouseBusyError"
+    assert f"the warehouse {warehouse.database} stayed held by another process" in error.message
+    assert f"(PID {holder.pid})" in error.message
+    assert "for the 2 s this step waited" in error.message
+    assert "re-execute the run" in error.message
+    assert pipeline.sql("SELECT * FROM call_sms_raw_pages ORDER BY ALL") == pages_before
+    assert snapshot(pipeline) == before
+    fetches = glob.glob(str(pipeline.root / "landing/call_sms/day=*/fetch=*"))
+    assert len(fetches) == 1, "the fetch the run could not commit is discarded"
+
+
+def test_an_error_other_than_the_lock_is_raised_as_duckdb_gave_it(tmp_path):
+    from nova_pipeline.resources import WarehouseResource
+
+    missing = tmp_path / "no such folder" / "nova.duckdb"
+    warehouse = WarehouseResource(database=str(missing), lock_wait_s=600)
+    with pytest.raises(duckdb.IOException, match="no such folder"), warehouse.get_connection():
+        pass
