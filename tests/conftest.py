@@ -109,6 +109,29 @@ class Pipeline:
             return con.execute(query, list(params)).fetchall()
 
 
+@contextmanager
+def warehouse_held(path: str | Path, read_only: bool = True) -> Iterator[subprocess.Popen]:
+    """Another process holding the DuckDB file (an analyst's session is read-only) until
+    the end of the block, or until its stdin is closed."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys; c = duckdb.connect({str(path)!r}, read_only={read_only}); "
+            "print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
 def check_evaluation(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
     """The evaluation of the check `name` in a run's result."""
     return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)

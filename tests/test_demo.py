@@ -23,7 +23,7 @@ from nova_pipeline.settings import Settings, parse_groups
 from nova_pipeline.simulator import FleetSpec
 from nova_pipeline.simulator.process import simulator_process
 from nova_pipeline.ui import project_home
-from tests.conftest import served_items
+from tests.conftest import served_items, warehouse_held
 
 SIMULATOR_SYNC = f"{FleetSpec.sync_hour:02d}:00"
 """The simulator's daily sync: the days' items change when it runs."""
@@ -126,23 +126,8 @@ def test_demo_says_at_once_which_process_holds_the_warehouse_and_runs_nothing(tm
     env = demo_env(tmp_path)
     warehouse = tmp_path / "data" / "nova.duckdb"
     warehouse.parent.mkdir(parents=True)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb, sys; c = duckdb.connect({str(warehouse)!r}); print('held', "
-            "flush=True); sys.stdin.read()",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with warehouse_held(warehouse, read_only=False) as holder:
         demo = run_demo(env)
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
     assert demo.returncode == 1
     assert f"cannot write the warehouse {warehouse}" in demo.stderr
     assert f"(PID {holder.pid})" in demo.stderr

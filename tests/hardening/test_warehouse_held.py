@@ -5,42 +5,14 @@ from __future__ import annotations
 
 import glob
 import logging
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import duckdb
 import pytest
 
 from tests.assets.test_writes import snapshot
-from tests.conftest import DAY
+from tests.conftest import DAY, warehouse_held
 
 DAY_KEY = DAY.isoformat()
-
-
-@contextmanager
-def read_only_session(path: str) -> Iterator[subprocess.Popen]:
-    """Another process holding the file the way an analyst's session does: read-only,
-    open until its stdin is closed."""
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb, sys; c = duckdb.connect({path!r}, read_only=True); "
-            "print('held', flush=True); sys.stdin.read()",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        yield holder
-    finally:
-        if not holder.stdin.closed:
-            holder.stdin.close()
-        holder.wait(timeout=30)
 
 
 class _WhenLogged(logging.Handler):
@@ -63,7 +35,7 @@ def test_a_run_waits_for_a_session_on_the_warehouse_and_names_it(make_pipeline):
     pipeline = make_pipeline()
     pipeline.run(DAY_KEY)
     before = snapshot(pipeline)
-    with read_only_session(pipeline.resources["duckdb"].database) as holder:
+    with warehouse_held(pipeline.resources["duckdb"].database) as holder:
         # The session ends when the run says it is waiting for it, as an analyst would.
         release = _WhenLogged(f"(PID {holder.pid})", holder.stdin.close)
         logger = logging.getLogger("dagster")
@@ -88,7 +60,7 @@ def test_a_session_left_open_fails_the_run_naming_it_and_keeps_the_day(make_pipe
     pages_before = pipeline.sql("SELECT * FROM call_sms_raw_pages ORDER BY ALL")
     pipeline.reconfigure("duckdb", lock_wait_s=2)
     warehouse = pipeline.resources["duckdb"]
-    with read_only_session(warehouse.database) as holder:
+    with warehouse_held(warehouse.database) as holder:
         result = pipeline.run(DAY_KEY, raise_on_error=False)
     assert not result.success
     failures = [e for e in result.all_events if e.is_step_failure]
