@@ -87,7 +87,8 @@ class WarehouseResource(DuckDBResource):
     thread, so a 1M-item day ran out of memory under a fixed 256 MB cap on 4 cores. Capped
     and with insertion order not preserved, a day streams and spills instead of growing
     with the day (725 MB peak for 1M events uncapped). Its progress bar is not printed: on
-    a query over 2 s DuckDB draws it on stdout, which Dagster keeps as the step's log."""
+    a query over 2 s DuckDB draws it on stdout, which Dagster keeps as the step's log. A
+    file held by another process is waited for (`lock_wait_s`), then reported by name."""
 
     threads: int = Settings.duckdb_threads
     memory_limit_mb: int = Settings.duckdb_memory_mb
