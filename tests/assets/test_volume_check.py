@@ -102,6 +102,8 @@ def test_the_bands_the_history_window_and_the_days_judged(tmp_path):
         # with, so only a day with no event at all is flagged.
         alone = daily_volume_usual(con, (d[30], d[30])).result()
         empty_alone = daily_volume_usual(con, (d[25], d[25])).result()
+        # d17 compares with d3, d4 and d6: d3 is 14 days before it, d2 (15) is not.
+        edge = daily_volume_usual(con, (d[17], d[17])).result()
         con.executemany(
             "INSERT INTO call_sms_raw_pages (day, selector, page, status, attempts, item_count, "
             "body_bytes, fetched_at, request, landing_file, line) "
@@ -118,4 +120,5 @@ def test_the_bands_the_history_window_and_the_days_judged(tmp_path):
     ]
     assert alone.passed
     assert table_rows(empty_alone.metadata["detail"].value) == [[str(d[25]), "0", "-", "0", "-"]]
+    assert table_rows(edge.metadata["detail"].value) == [[str(d[17]), "0", "60.0", "3", "0.0"]]
     assert pulled.metadata["failing_days"].value == [str(d[4])]

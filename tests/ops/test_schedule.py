@@ -52,7 +52,7 @@ def test_the_next_days_tick_reruns_the_overlapping_days_under_a_new_run_key():
 
 def test_schedule_settings_time_zone_lookback_and_start_date():
     settings = load_settings(
-        {"NOVA_SCHEDULE_TIME": "07:15", "NOVA_LOOKBACK_DAYS": "0", "NOVA_START_DATE": "2026-11-19"}
+        {"NOVA_SCHEDULE_TIME": "07:15", "NOVA_LOOKBACK_DAYS": "2", "NOVA_START_DATE": "2026-11-19"}
     )
     schedule = build_daily_schedule(settings)
     assert schedule.cron_schedule == "15 7 * * *"
@@ -60,16 +60,21 @@ def test_schedule_settings_time_zone_lookback_and_start_date():
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     request = schedule(
         dg.build_schedule_context(
-            scheduled_execution_time=dt.datetime(2026, 11, 21, 2, 15, tzinfo=UTC)
+            scheduled_execution_time=dt.datetime(2026, 11, 23, 2, 15, tzinfo=UTC)
         )
     )
-    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2026-11-20", "2026-11-20")
-    first_day = schedule(
-        dg.build_schedule_context(
-            scheduled_execution_time=dt.datetime(2026, 11, 20, 2, 15, tzinfo=UTC)
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2026-11-20", "2026-11-22")
+    # Near the first partition the lookback stops at NOVA_START_DATE.
+    for day in (22, 21, 20):
+        early = schedule(
+            dg.build_schedule_context(
+                scheduled_execution_time=dt.datetime(2026, 11, day, 2, 15, tzinfo=UTC)
+            )
         )
-    )
-    assert first_day.tags[RANGE_START] == "2026-11-19"
+        assert (early.tags[RANGE_START], early.tags[RANGE_END]) == (
+            "2026-11-19",
+            f"2026-11-{day - 1}",
+        )
 
 
 def test_days_for_tick_is_pure():
