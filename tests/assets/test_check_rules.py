@@ -24,9 +24,9 @@ def run_check(pipeline, asset: str, name: str) -> dg.AssetCheckEvaluation:
 def test_each_rule_fails_on_the_day_that_breaks_it_and_clears_when_mended(make_pipeline):
     pipeline = make_pipeline()
     pipeline.run(DAY_KEY)
-    [(sid, sim, cost, events, total)] = pipeline.sql(
-        "SELECT arg_min(sid, sid), arg_min(sim_id, sid), arg_min(cost_eur, sid), count(*), "
-        "sum(cost_eur) FROM call_sms_events"
+    [(sid, sim, type_, cost, events, total)] = pipeline.sql(
+        "SELECT min(sid), arg_min(sim_id, sid), arg_min(type, sid), arg_min(cost_eur, sid), "
+        "count(*), sum(cost_eur) FROM call_sms_events"
     )
     [(group_events, group_cost)] = pipeline.sql(
         "SELECT events, cost_eur FROM group_daily_cost WHERE group_id = 1"
@@ -42,7 +42,7 @@ def test_each_rule_fails_on_the_day_that_breaks_it_and_clears_when_mended(make_p
         (
             ("call_sms_events", "types_known"),
             f"UPDATE call_sms_events SET type = 'fax' WHERE sid = {sid}",
-            f"UPDATE call_sms_events SET type = 'call' WHERE sid = {sid} AND type = 'fax'",
+            f"UPDATE call_sms_events SET type = '{type_}' WHERE sid = {sid}",
             f"| {DAY_KEY} | 1 | ['fax'] |",
         ),
         (
@@ -81,6 +81,7 @@ def test_each_rule_fails_on_the_day_that_breaks_it_and_clears_when_mended(make_p
     assert pipeline.sql("SELECT events, cost_eur FROM group_daily_cost WHERE group_id = 1") == [
         (group_events, group_cost)
     ]
+    assert pipeline.sql("SELECT count(*), sum(cost_eur) FROM call_sms_events") == [(events, total)]
 
 
 def test_a_day_with_a_sim_in_two_groups_is_not_reconciled(make_pipeline):
