@@ -2,8 +2,9 @@
 
 Transport faults (429, 5xx, slow, disconnect, truncated body) depend on how many times the
 same request was already made, so a retry can succeed. Content faults (bad items,
-duplicates, a day that overlaps the one before, an ignored page number, schema drift)
-depend only on the request, so every retry of a page sees the same content.
+duplicates, a day that overlaps the one before, an ignored page number, schema drift, a
+body laid out over many lines) depend only on the request, so every retry of a page sees
+the same content.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ FAULTS = (
     "day_overlap",
     "ignore_page",
     "extra_fields",
+    "pretty_json",
 )
 DEFAULT_RATES = {
     "rate_limit": 0.1,
@@ -34,6 +36,7 @@ DEFAULT_RATES = {
     "day_overlap": 1.0,
     "ignore_page": 1.0,
     "extra_fields": 0.2,
+    "pretty_json": 0.5,
 }
 
 BAD_ITEM_KINDS = (
@@ -51,6 +54,9 @@ before (those of the pull's SIMs), as a provider whose report day reached back b
 midnight would: the same sids on two days."""
 EXTRA_FIELD = b',"roaming":false}'
 """Schema drift: a field the contract does not have, added to every item of a hit page."""
+PRETTY_FIELD = b',\r\n        "'
+"""`pretty_json`: a body laid out over lines (CRLF) and indented, as a server with
+pretty-printing on sends it: the same JSON values, line breaks between tokens."""
 BAD_SID_BASE = 9_000_000_000_000
 """Bad items that carry a sid use this range, far from any real sid."""
 
@@ -90,6 +96,20 @@ class Faults:
     def pick(self, name: str, options: int, *key: object) -> int:
         digest = hashlib.blake2b(repr((self.seed, name, "pick", key)).encode(), digest_size=8)
         return int.from_bytes(digest.digest(), "little") % options
+
+
+def pretty(items: list[bytes]) -> bytes:
+    """A page body laid out as a pretty-printing server would, one field per line. Inside
+    a JSON string a quote is escaped, so `,"` only ever joins two fields."""
+    fields = [
+        b"{\r\n        " + item[1:-1].replace(b',"', PRETTY_FIELD) + b"\r\n      }"
+        for item in items
+    ]
+    return (
+        b'{\r\n  "code": 200,\r\n  "message": "OK",\r\n  "result": {\r\n    "items": [\r\n      '
+        + b",\r\n      ".join(fields)
+        + b"\r\n    ]\r\n  }\r\n}\r\n"
+    )
 
 
 def bad_item(kind: str, serial: int, day_start: int) -> bytes:

@@ -15,6 +15,7 @@ TRANSPORT_AND_CONTENT = {
     "malformed_json": 0.08,
     "bad_items": 0.3,
     "duplicates": 0.3,
+    "pretty_json": 0.5,
 }
 TABLES = ["call_sms_events", "sim_daily_cost", "group_daily_cost", "sim_group_membership"]
 
@@ -67,6 +68,14 @@ def test_all_faults_at_once_give_the_fault_free_numbers(make_pipeline):
     assert any(r.startswith("invalid JSON") for r in reasons)
     assert any(r.startswith("HTTP 50") for r in reasons)
     assert events["duplicates_collapsed"].value > 0
+    # A body laid out over lines (CRLF) is landed as one line, values unchanged.
+    landed = [
+        line
+        for path in (faulty.root / "landing").rglob("*.ndjson.zst")
+        for line in landed_lines(path)
+    ]
+    assert len(landed) == faulty.sql("SELECT count(*) FROM call_sms_raw_pages")[0][0]
+    assert any(b'"items": [' in line for line in landed), "no page came pretty-printed"
     # Retries of each kept page are on its row; the closing empty pages are not kept.
     retried_pages = faulty.sql("SELECT sum(attempts - 1) FROM call_sms_raw_pages")[0][0]
     assert 0 < retried_pages <= raw["retries"].value

@@ -90,3 +90,12 @@ def test_ignore_page_answers_page_zero_whatever_is_asked(start_simulator):
         post(sim, query("18-11-2026", page=3, size=10)).content
         == post(sim, query("18-11-2026", page=0, size=10)).content
     )
+
+
+def test_pretty_json_lays_the_same_items_out_over_lines(start_simulator, simulator):
+    faulty = start_simulator(faults={"pretty_json": 1.0})
+    body = post(faulty, query("18-11-2026", size=100)).content
+    assert body.count(b"\r\n") > 100 * 9, "each item's fields on lines of their own"
+    assert body.startswith(b'{\r\n  "code": 200,')
+    clean = all_items(simulator, "18-11-2026", size=100)
+    assert all_items(faulty, "18-11-2026", size=100) == clean
