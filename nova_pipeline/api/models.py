@@ -11,7 +11,12 @@ import msgspec
 EventType = Literal["call", "in_sms", "out_sms", "ussd"]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
-Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+INT64_RANGE = (-(2**63), 2**63 - 1)
+Int64 = Annotated[int, msgspec.Meta(ge=INT64_RANGE[0], le=INT64_RANGE[1])]
+EPOCH_RANGE = (-62_135_596_800, 253_402_300_799)
+"""Unix seconds of 0001-01-01 and 9999-12-31 23:59:59 UTC: a time outside them cannot be
+read back into Python (and DuckDB cannot convert one from far beyond them at all)."""
+Timestamp = Annotated[int, msgspec.Meta(ge=EPOCH_RANGE[0], le=EPOCH_RANGE[1])]
 Cost = Annotated[float, msgspec.Meta(ge=0, lt=1e12)]
 """A float only to check sign and range (DECIMAL(18,6) holds < 1e12); the stored value is
 read by DuckDB from the JSON text, exactly."""
@@ -24,7 +29,7 @@ class Item(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     `gc=False`: a page makes a thousand of these, none can be part of a cycle."""
 
     sid: Int64
-    date: Int64
+    date: Timestamp
     type: EventType
     to_number: str
     session_cost: Cost

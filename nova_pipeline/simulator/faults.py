@@ -47,6 +47,8 @@ BAD_ITEM_KINDS = (
     "missing_sid",
     "unknown_type",
     "negative_cost",
+    "sid_beyond_int64",
+    "date_in_milliseconds",
 )
 DAY_OVERLAP_ITEMS = 3
 """`day_overlap`: the first page of a day also serves the account's last items of the day
@@ -137,6 +139,10 @@ def bad_item(kind: str, serial: int, day_start: int) -> bytes:
         good["type"] = b'"type":"mms"'
     elif kind == "negative_cost":
         good["session_cost"] = b'"session_cost":-0.25'
+    elif kind == "sid_beyond_int64":
+        good["sid"] = b'"sid":%d' % (2**64 - 1)
+    elif kind == "date_in_milliseconds":
+        good["date"] = b'"date":%d' % ((day_start + 3600) * 1000)
     else:
         raise ValueError(kind)
     return b"{" + b",".join([*good.values(), sim]) + b"}"

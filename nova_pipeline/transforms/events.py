@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import duckdb
 
+from nova_pipeline.api.models import EPOCH_RANGE, INT64_RANGE
 from nova_pipeline.warehouse import COST, EVENT_TYPES
 
 CONFORMING_ITEM = {
@@ -59,12 +60,23 @@ def _must(field: str, allowed: str, what: str) -> str:
     )
 
 
+def _within(field: str, bounds: tuple[int, int], what: str) -> str:
+    """An integer field beyond what it can be stored as (JSON has no bound on integers)."""
+    return (
+        f"CASE WHEN json_type(f.{field}) IN {INTEGER} "
+        f"AND NOT TRY_CAST(f.{field} AS HUGEINT) BETWEEN {bounds[0]} AND {bounds[1]} "
+        f"THEN '{field}: ' || CAST(f.{field} AS VARCHAR) || ' is {what}' END"
+    )
+
+
 COST_TEXT = "CAST(f.session_cost AS VARCHAR)"
 """The number exactly as the API wrote it; cast from this text, money is never a float."""
 
 REASON = f"""NULLIF(concat_ws('; ',
     {_must("sid", INTEGER, "an integer")},
+    {_within("sid", INT64_RANGE, "beyond a 64-bit integer")},
     {_must("date", INTEGER, "a Unix timestamp")},
+    {_within("date", EPOCH_RANGE, "not a time in the years 1-9999")},
     {_must("type", "('VARCHAR')", "a string")},
     CASE WHEN json_type(f.type) = 'VARCHAR' AND f.type->>'$' NOT IN {EVENT_TYPES}
          THEN 'type: unknown value ' || (f.type->>'$') END,
@@ -76,6 +88,7 @@ REASON = f"""NULLIF(concat_ws('; ',
          WHEN json_type(f.session_cost) IN {NUMBER} AND TRY_CAST({COST_TEXT} AS {COST}) < 0
          THEN 'session_cost: negative (' || {COST_TEXT} || ')' END,
     {_must("id", INTEGER, "an integer")},
+    {_within("id", INT64_RANGE, "beyond a 64-bit integer")},
     {_must("original_number", "('VARCHAR')", "a string")},
     {_must("iccid", "('VARCHAR')", "a string")},
     CASE WHEN json_type(f.name) NOT IN ('VARCHAR', 'NULL')
@@ -110,7 +123,8 @@ SELECT
     len(list_filter(json_keys(item), lambda k: k NOT IN {CONTRACT_FIELDS})) > 0
         AS has_extra_fields,
     TRY_CAST(f.sid AS BIGINT) AS sid,
-    to_timestamp(TRY_CAST(f.date AS BIGINT)) AS occurred_at,
+    to_timestamp(CASE WHEN TRY_CAST(f.date AS BIGINT) BETWEEN {EPOCH_RANGE[0]} AND {EPOCH_RANGE[1]}
+                      THEN TRY_CAST(f.date AS BIGINT) END) AS occurred_at,
     f.type->>'$' AS type,
     f.to_number->>'$' AS to_number,
     TRY_CAST({COST_TEXT} AS {COST}) AS cost_eur,

@@ -54,6 +54,10 @@ ITEMS = {
     "float sid": item(sid=b"1.0"),
     "sid beyond int64": item(sid=b"18446744073709551615"),
     "negative sid": item(sid=b"-4"),
+    "id beyond int64": item(id=b"9223372036854775808"),
+    "date in milliseconds": item(date=b"1794942000000"),
+    "date beyond any time": item(date=b"9223372036854775807"),
+    "last second of 9999": item(date=b"253402300799"),
     "extra field": item(roaming=b"false"),
     **{kind: bad_item(kind, 1, 1794942000) for kind in BAD_ITEM_KINDS},
 }
@@ -101,8 +105,48 @@ def test_the_strict_check_sends_every_faulty_kind_to_the_rules():
         "null name",
         "no name",
         "negative sid",
+        "last second of 9999",
     }
     assert {name for name, raw in ITEMS.items() if conforms(raw)} == expected_to_conform
+
+
+def test_the_rules_quarantine_what_cannot_be_stored_and_say_why(tmp_path):
+    """What the strict check sends to the rules: kept (with its value) or quarantined with
+    the reason. An integer beyond 64 bits was once kept with a NULL sid, and a time beyond
+    any calendar failed the whole day's insert."""
+    verdicts = {
+        "largest cost": "session_cost: not representable as DECIMAL(18, 6)",
+        "cost too large": "session_cost: not representable as DECIMAL(18, 6)",
+        "cost as text": "session_cost: expected a number, got varchar",
+        "numeric name": "name: expected a string or null, got ubigint",
+        "null number": "to_number: missing",
+        "float sid": "sid: expected an integer, got double",
+        "sid beyond int64": "sid: 18446744073709551615 is beyond a 64-bit integer",
+        "id beyond int64": "id: 9223372036854775808 is beyond a 64-bit integer",
+        "date in milliseconds": "date: 1794942000000 is not a time in the years 1-9999",
+        "date beyond any time": "date: 9223372036854775807 is not a time in the years 1-9999",
+        "extra field": None,
+        "sid_not_int": "sid: expected an integer, got varchar",
+        "cost_not_number": "session_cost: expected a number, got varchar",
+        "date_not_int": "date: expected a Unix timestamp, got varchar",
+        "missing_cost": "session_cost: missing",
+        "missing_sid": "sid: missing",
+        "unknown_type": "type: unknown value mms",
+        "negative_cost": "session_cost: negative (-0.25)",
+        "sid_beyond_int64": "sid: 18446744073709551615 is beyond a 64-bit integer",
+        "date_in_milliseconds": "date: 1794945600000 is not a time in the years 1-9999",
+    }
+    assert set(verdicts) == {name for name, raw in ITEMS.items() if not conforms(raw)}
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    judged = {}
+    for name in verdicts:
+        con.execute(STAGE_SQL, {"files": [landed(tmp_path, name, ITEMS[name])]})
+        [judged[name]] = con.execute("SELECT reason, sid, sim_id FROM staged_items").fetchall()
+    assert {name: reason for name, (reason, *_) in judged.items()} == verdicts
+    assert all(
+        sid is not None and sim is not None for reason, sid, sim in judged.values() if not reason
+    )
 
 
 def test_both_paths_read_the_same_contract_fields():
