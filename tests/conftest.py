@@ -155,6 +155,21 @@ def served_items(api_url: str, day: dt.date, selector: str = "all") -> list[dict
         page += 1
 
 
+def bad_item_reason(kind: str, item: dict) -> str:
+    """The reason the rules give an item of the simulator's bad kind `kind` (`bad_item`)."""
+    return {
+        "sid_not_int": "sid: expected an integer, got varchar",
+        "cost_not_number": "session_cost: expected a number, got varchar",
+        "date_not_int": "date: expected a Unix timestamp, got varchar",
+        "missing_cost": "session_cost: missing",
+        "missing_sid": "sid: missing",
+        "unknown_type": "type: unknown value mms",
+        "negative_cost": "session_cost: negative (-0.25)",
+        "sid_beyond_int64": f"sid: {item.get('sid')} is beyond a 64-bit integer",
+        "date_in_milliseconds": f"date: {item.get('date')} is not a time in the years 1-9999",
+    }[kind]
+
+
 def landed_lines(path: str | Path) -> list[bytes]:
     """The pages of a landing file, one NDJSON line each, after checking it is zstd."""
     with open(path, "rb") as raw:

@@ -135,12 +135,13 @@ def bad_item(kind: str, serial: int, day_start: int) -> bytes:
         del good["session_cost"]
     elif kind == "missing_sid":
         del good["sid"]
+        good["date"] = b'"date":%d' % (day_start + serial % 86_400)  # no two alike
     elif kind == "unknown_type":
         good["type"] = b'"type":"mms"'
     elif kind == "negative_cost":
         good["session_cost"] = b'"session_cost":-0.25'
     elif kind == "sid_beyond_int64":
-        good["sid"] = b'"sid":%d' % (2**64 - 1)
+        good["sid"] = b'"sid":%d' % (2**63 + serial)
     elif kind == "date_in_milliseconds":
         good["date"] = b'"date":%d' % ((day_start + 3600) * 1000)
     else:
