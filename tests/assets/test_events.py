@@ -90,10 +90,8 @@ def test_bad_items_are_quarantined_with_their_reason_and_totals_unchanged(
     assert sorted(json.dumps(json.loads(r[0]), sort_keys=True) for r in rejects) == sorted(
         json.dumps(i, sort_keys=True) for i in injected
     )
-    made = [
-        kind_raw for made in faulty.sim.simulator.injected_bad_items.values() for kind_raw in made
-    ]
-    assert {r[1] for r in rejects} == {bad_item_reason(k, json.loads(raw)) for k, raw in made}
+    by_kind = [pair for page in faulty.sim.simulator.injected_bad_items.values() for pair in page]
+    assert {r[1] for r in rejects} == {bad_item_reason(k, json.loads(raw)) for k, raw in by_kind}
     assert faulty.sql("SELECT sum(cost_eur), count(*) FROM call_sms_events") == clean.sql(
         "SELECT sum(cost_eur), count(*) FROM call_sms_events"
     )
