@@ -123,8 +123,7 @@ SELECT
     len(list_filter(json_keys(item), lambda k: k NOT IN {CONTRACT_FIELDS})) > 0
         AS has_extra_fields,
     TRY_CAST(f.sid AS BIGINT) AS sid,
-    to_timestamp(CASE WHEN TRY_CAST(f.date AS BIGINT) BETWEEN {EPOCH_RANGE[0]} AND {EPOCH_RANGE[1]}
-                      THEN TRY_CAST(f.date AS BIGINT) END) AS occurred_at,
+    try(to_timestamp(TRY_CAST(f.date AS BIGINT))) AS occurred_at,
     f.type->>'$' AS type,
     f.to_number->>'$' AS to_number,
     TRY_CAST({COST_TEXT} AS {COST}) AS cost_eur,
