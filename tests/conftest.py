@@ -137,6 +137,11 @@ def check_evaluation(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCh
     return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
 
 
+def table_rows(markdown: str) -> list[list[str]]:
+    """The cells of a markdown table in metadata, below its header."""
+    return [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()[2:]]
+
+
 def served_items(api_url: str, day: dt.date, selector: str = "all") -> list[dict]:
     """What the API serves for a day, read with plain httpx: the independent reference."""
     items, page = [], 0

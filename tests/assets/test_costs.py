@@ -12,7 +12,7 @@ from nova_pipeline.assets.common import euro
 from nova_pipeline.transforms.costs import SIM_DAILY_COST_SQL, TOP_SIMS_SQL
 from nova_pipeline.warehouse import ensure_schema, replace_days
 from nova_pipeline.warehouse.schema import TABLES
-from tests.conftest import DAY, independent_costs, served_items
+from tests.conftest import DAY, independent_costs, served_items, table_rows
 
 DAY_KEY = DAY.isoformat()
 
@@ -102,12 +102,20 @@ def test_an_idle_group_gets_a_row_of_zeros(start_simulator, make_pipeline):
     ) == [(0, 0, Decimal(0))]
 
 
+def per_day_costs(result) -> list[str]:
+    """The day, its cost and its previous cost, as the events' per-day table shows them."""
+    meta = result.asset_materializations_for_node("call_sms_events")[0].metadata
+    [row] = table_rows(meta["per_day"].value)
+    return [row[0], row[2], row[3]]
+
+
 def test_late_and_rerated_records_move_the_day_to_the_new_truth(make_pipeline):
     pipeline = make_pipeline()
     pipeline.sim.simulator.set_now(dt.datetime(2026, 11, 19, 5, tzinfo=dt.UTC))
-    pipeline.run(DAY_KEY)
+    first = pipeline.run(DAY_KEY)
     first_cost, first_count = independent_costs(pipeline.sim.api_url)
     assert pipeline.sql("SELECT sum(cost_eur) FROM sim_daily_cost") == [(sum(first_cost.values()),)]
+    assert per_day_costs(first) == [str(DAY), euro(sum(first_cost.values())), "—"]
 
     pipeline.sim.simulator.set_now(dt.datetime(2026, 11, 22, 5, tzinfo=dt.UTC))
     result = pipeline.run(DAY_KEY)
@@ -121,6 +129,11 @@ def test_late_and_rerated_records_move_the_day_to_the_new_truth(make_pipeline):
     assert meta["sims_changed"].value == len(changed)
     assert Decimal(meta["previous_cost_eur_exact"].value) == sum(first_cost.values())
     assert Decimal(meta["cost_eur_exact"].value) == sum(final_cost.values())
+    assert per_day_costs(result) == [
+        str(DAY),
+        euro(sum(final_cost.values())),
+        euro(sum(first_cost.values())),
+    ]
 
 
 def test_a_restatement_counts_every_changed_sim_and_shows_the_first_50(

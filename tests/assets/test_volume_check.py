@@ -11,11 +11,7 @@ import duckdb
 
 from nova_pipeline.checks import ALL_DAYS, ASSET_CHECKS, daily_volume_usual
 from nova_pipeline.warehouse import ensure_schema
-from tests.conftest import NOW, check_evaluation, served_items
-
-
-def table_rows(markdown: str) -> list[list[str]]:
-    return [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()[2:]]
+from tests.conftest import NOW, check_evaluation, served_items, table_rows
 
 
 def evaluation(result):
