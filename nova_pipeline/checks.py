@@ -54,6 +54,8 @@ class Finding:
     hint: str = ""
     errors: Callable[[tuple], bool] | None = None
     """Failing rows that are an ERROR whatever `severity` says (rejects above the limit)."""
+    not_judged: Sequence[tuple[dt.date, str]] = ()
+    """Days the rule cannot be applied to, each with why: named so a pass does not hide them."""
 
     @property
     def passed(self) -> bool:
@@ -63,7 +65,8 @@ class Finding:
         """The same finding for one of its days (a partition key, YYYY-MM-DD)."""
         day = dt.date.fromisoformat(partition)
         failing = [row for row in self.failing if str(row[0]) == partition]
-        return replace(self, days=(day, day), failing=failing)
+        not_judged = [row for row in self.not_judged if str(row[0]) == partition]
+        return replace(self, days=(day, day), failing=failing, not_judged=not_judged)
 
     def result(self, spec: dg.AssetCheckSpec | None = None) -> dg.AssetCheckResult:
         """One result for all the finding's days, naming the failing ones."""
@@ -74,30 +77,40 @@ class Finding:
             span = str(self.days[0])
         else:
             span = f"{self.days[0]}..{self.days[1]}"
+        metadata: dict[str, object] = {"days_checked": span}
+        not_judged = _first_ten([f"{day} ({why})" for day, why in self.not_judged])
+        if self.not_judged:
+            days = [str(day) for day, _ in self.not_judged]
+            metadata["days_not_judged"] = dg.MetadataValue.json(days)
         if self.passed:
+            if self.days[0] == self.days[1] and not_judged:
+                description = f"not judged for {not_judged}"
+            else:
+                description = f"passed for {span}" + (f" except {not_judged}" if not_judged else "")
             return dg.AssetCheckResult(
-                **key,
-                passed=True,
-                description=f"passed for {span}",
-                metadata={"days_checked": span},
+                **key, passed=True, description=description, metadata=metadata
             )
         failing_days = list(dict.fromkeys(str(row[0]) for row in self.failing))
-        names = ", ".join(failing_days[:10])
-        more = f" and {len(failing_days) - 10} more" if len(failing_days) > 10 else ""
         severity = self.severity
         if self.errors is not None and any(self.errors(row) for row in self.failing):
             severity = dg.AssetCheckSeverity.ERROR
+        description = f"{self.problem} on {_first_ten(failing_days)}. {self.hint}".strip()
         return dg.AssetCheckResult(
             **key,
             passed=False,
             severity=severity,
-            description=f"{self.problem} on {names}{more}. {self.hint}".strip(),
+            description=description + (f" Not judged: {not_judged}." if not_judged else ""),
             metadata={
-                "days_checked": span,
+                **metadata,
                 "failing_days": dg.MetadataValue.json(failing_days),
                 "detail": markdown_table(self.headers, self.failing[:100]),
             },
         )
+
+
+def _first_ten(names: Sequence[str]) -> str:
+    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+    return ", ".join(names[:10]) + more
 
 
 def _report(
@@ -445,8 +458,8 @@ def sim_cost_reconciles(context: dg.AssetCheckExecutionContext, duckdb: DuckDBRe
     additional_deps=["sim_daily_cost", "sim_group_membership"],
     description=(
         "Per day, the group rows (groups + ungrouped) add up to sim_daily_cost, events and "
-        "euro, exactly. Days where a SIM sits in two groups are skipped: overlapping groups "
-        "cannot add up."
+        "euro, exactly. A day where a SIM sits in two groups is not judged (overlapping "
+        "groups count it in each, so they cannot add up); the result names it."
     ),
 )
 def group_cost_reconciles(
@@ -454,26 +467,33 @@ def group_cost_reconciles(
 ) -> Finding:
     days = _days(context)
     with duckdb.get_connection() as con:
-        failing = _query(
+        rows = _query(
             con,
             """
             WITH s AS (SELECT day, sum(events) AS n, sum(cost_eur) AS cost FROM sim_daily_cost
                        WHERE day BETWEEN $start AND $end GROUP BY day),
                  g AS (SELECT day, sum(events) AS n, sum(cost_eur) AS cost FROM group_daily_cost
                        WHERE day BETWEEN $start AND $end GROUP BY day),
-                 overlapping AS (SELECT DISTINCT day FROM sim_group_membership
+                 overlapping AS (SELECT day, count(*) AS sims FROM (
+                       SELECT day, sim_id FROM sim_group_membership
                        WHERE day BETWEEN $start AND $end
-                       GROUP BY day, sim_id HAVING count(DISTINCT group_id) > 1)
-            SELECT day, s.n, g.n, s.cost, g.cost FROM s FULL JOIN g USING (day)
-            WHERE (s.n IS DISTINCT FROM g.n OR s.cost IS DISTINCT FROM g.cost)
-              AND day NOT IN (SELECT day FROM overlapping) ORDER BY day""",
+                       GROUP BY day, sim_id HAVING count(DISTINCT group_id) > 1) GROUP BY day)
+            SELECT day, s.n, g.n, s.cost, g.cost, coalesce(o.sims, 0)
+            FROM s FULL JOIN g USING (day) LEFT JOIN overlapping o USING (day)
+            WHERE s.n IS DISTINCT FROM g.n OR s.cost IS DISTINCT FROM g.cost OR o.sims > 0
+            ORDER BY day""",
             days,
         )
     return Finding(
         days,
-        failing,
+        [row[:5] for row in rows if not row[5]],
         ["day", "sim events", "group events", "sim €", "group €"],
         "group costs do not add up to the account total",
+        not_judged=[
+            (row[0], f"{row[5]} SIM{'s' if row[5] > 1 else ''} in two or more groups")
+            for row in rows
+            if row[5]
+        ],
     )
 
 

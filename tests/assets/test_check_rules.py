@@ -4,13 +4,18 @@ they pass again once the table is mended."""
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import replace
 from decimal import Decimal
 
 import dagster as dg
 
+from nova_pipeline.checks import ALL_DAYS, Finding
 from tests.conftest import DAY
 
 DAY_KEY = DAY.isoformat()
+DAY_BEFORE = DAY - dt.timedelta(days=1)
+DAY_BEFORE_KEY = DAY_BEFORE.isoformat()
 CENT = Decimal("0.01")
 
 
@@ -86,23 +91,45 @@ def test_each_rule_fails_on_the_day_that_breaks_it_and_clears_when_mended(make_p
 
 def test_a_day_with_a_sim_in_two_groups_is_not_reconciled(make_pipeline):
     """Overlapping groups count a SIM's cost in each of its groups: such a day's group rows
-    cannot add up to the account, so the check leaves the day out instead of failing it."""
+    cannot add up to the account, so the check does not judge the day, and says so; the
+    other days of the run are judged as usual."""
     pipeline = make_pipeline()
-    pipeline.run(DAY_KEY)
+    pipeline.run(DAY_BEFORE_KEY, DAY_KEY)
     [(sim, cost)] = pipeline.sql(
-        "SELECT sim_id, cost_eur FROM sim_daily_cost WHERE sim_id IN "
-        "(SELECT sim_id FROM sim_group_membership WHERE group_id = 1) ORDER BY sim_id LIMIT 1"
+        "SELECT sim_id, cost_eur FROM sim_daily_cost WHERE day = ? AND sim_id IN "
+        "(SELECT sim_id FROM sim_group_membership WHERE group_id = 1) ORDER BY sim_id LIMIT 1",
+        DAY,
     )
     pipeline.sql(
         "INSERT INTO sim_group_membership SELECT day, 2, 'Vans', sim_id FROM sim_group_membership "
-        "WHERE group_id = 1 AND sim_id = ?",
+        "WHERE day = ? AND group_id = 1 AND sim_id = ?",
+        DAY,
         sim,
     )
-    result = pipeline.run(DAY_KEY, selection=dg.AssetSelection.assets("group_daily_cost"))
+    result = pipeline.run(
+        DAY_BEFORE_KEY, DAY_KEY, selection=dg.AssetSelection.assets("group_daily_cost")
+    )
     [(accounted, total)] = pipeline.sql(
-        "SELECT (SELECT sum(cost_eur) FROM group_daily_cost), "
-        "(SELECT sum(cost_eur) FROM sim_daily_cost)"
+        "SELECT (SELECT sum(cost_eur) FROM group_daily_cost WHERE day = $1), "
+        "(SELECT sum(cost_eur) FROM sim_daily_cost WHERE day = $1)",
+        DAY,
     )
     assert accounted == total + cost
-    (evaluation,) = result.get_asset_check_evaluations()
-    assert evaluation.check_name == "group_cost_reconciles" and evaluation.passed
+    evaluations = {e.partition: e for e in result.get_asset_check_evaluations()}
+    assert {e.check_name for e in evaluations.values()} == {"group_cost_reconciles"}
+    assert all(e.passed for e in evaluations.values())
+    assert evaluations[DAY_BEFORE_KEY].description == f"passed for {DAY_BEFORE_KEY}"
+    assert "days_not_judged" not in evaluations[DAY_BEFORE_KEY].metadata
+    assert evaluations[DAY_KEY].description == f"not judged for {DAY} (1 SIM in two or more groups)"
+    assert evaluations[DAY_KEY].metadata["days_not_judged"].value == [DAY_KEY]
+
+
+def test_a_result_over_many_days_names_those_not_judged():
+    days_off = [(DAY, "1 SIM in two or more groups")]
+    finding = Finding(ALL_DAYS, [], [], "", not_judged=days_off)
+    assert finding.result().description == f"passed for all days except {DAY} ({days_off[0][1]})"
+    failing = replace(finding, failing=[(DAY_BEFORE, 1)], problem="off by one").result()
+    assert failing.description == (
+        f"off by one on {DAY_BEFORE}. Not judged: {DAY} (1 SIM in two or more groups)."
+    )
+    assert failing.metadata["days_not_judged"].value == [DAY_KEY]
