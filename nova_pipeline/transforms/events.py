@@ -55,7 +55,9 @@ FIELDS_STRUCTURE = "{" + ", ".join(f'"{name}": "JSON"' for name in CONTRACT_FIEL
 def _must(field: str, allowed: str, what: str) -> str:
     t = f"json_type(f.{field})"
     return (
-        f"CASE WHEN f.{field} IS NULL THEN '{field}: missing' "
+        f"CASE WHEN f.{field} IS NULL AND json_exists(item, '$.{field}') "
+        f"THEN '{field}: expected {what}, got null' "
+        f"WHEN f.{field} IS NULL THEN '{field}: missing' "
         f"WHEN {t} NOT IN {allowed} THEN '{field}: expected {what}, got ' || lower({t}) END"
     )
 
