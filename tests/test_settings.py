@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -54,6 +55,9 @@ def test_duckdb_gets_memory_for_each_of_its_threads():
         ({"NOVA_PAGE_SIZE": "0"}, "NOVA_PAGE_SIZE: 0 is below the minimum 1"),
         ({"NOVA_SCHEDULE_TIME": "25:00"}, "NOVA_SCHEDULE_TIME: '25:00' is not a time of day"),
         ({"NOVA_REJECT_ERROR_SHARE": "2"}, "NOVA_REJECT_ERROR_SHARE: 2.0 must be below 1"),
+        ({"NOVA_REJECT_ERROR_SHARE": "1"}, "NOVA_REJECT_ERROR_SHARE: 1.0 must be below 1"),
+        ({"NOVA_READ_TIMEOUT": "0"}, "NOVA_READ_TIMEOUT: 0.0 must be positive"),
+        ({"NOVA_RETRY_DEADLINE": "soon"}, "NOVA_RETRY_DEADLINE: 'soon' is not a number"),
         ({"NOVA_DUCKDB_THREADS": "0"}, "NOVA_DUCKDB_THREADS: 0 is below the minimum 1"),
         ({"NOVA_DUCKDB_MEMORY_MB": "32"}, "NOVA_DUCKDB_MEMORY_MB: 32 is below the minimum 64"),
     ],
@@ -62,3 +66,11 @@ def test_a_bad_setting_names_itself(env, message):
     with pytest.raises(SettingsError) as error:
         load_settings(env)
     assert message in str(error.value)
+
+
+def test_the_first_partition_must_be_a_day_that_has_ended_in_the_provider_time_zone():
+    today = dt.datetime.now(ZoneInfo("Asia/Almaty")).date()
+    with pytest.raises(SettingsError, match=f"NOVA_START_DATE: {today} is not in the past"):
+        load_settings({"NOVA_START_DATE": today.isoformat()})
+    yesterday = today - dt.timedelta(days=1)
+    assert load_settings({"NOVA_START_DATE": yesterday.isoformat()}).start_date == yesterday
