@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from tests.conftest import DAY, landed_lines
@@ -92,6 +93,30 @@ def test_a_server_that_ignores_the_page_number_fails_the_run_and_keeps_the_day(m
     assert "ignored the page number" in failure_message(result, "call_sms_raw_pages")
     assert tables(pipeline) == before
     assert pipeline.sql("SELECT * FROM call_sms_raw_pages ORDER BY ALL") == raw_before
+
+
+def test_a_range_with_one_failing_day_keeps_every_day_and_lands_nothing_new(make_pipeline):
+    """The days of a range are pulled a few at a time; when one fails, the fetches of the
+    days pulled beside it are removed too, and every day keeps its previous data."""
+    from nova_pipeline.simulator.app import Query
+
+    pipeline = make_pipeline(groups="", page_size=50)
+    days = [DAY - dt.timedelta(days=n) for n in range(5, -1, -1)]
+    pipeline.run(days[0].isoformat(), days[-1].isoformat())
+    before = tables(pipeline)
+    raw_before = pipeline.sql("SELECT * FROM call_sms_raw_pages ORDER BY ALL")
+    fetches_before = sorted((pipeline.root / "landing").rglob("fetch=*"))
+    assert len(fetches_before) == len(days)
+
+    faults = pipeline.sim.simulator.faults
+    faults.rates["ignore_page"] = 0.5
+    failing = [d for d in days if faults.hits("ignore_page", Query(d, d, ("all",), 0, 50).key)]
+    assert 0 < len(failing) < len(days), "the fault must spare some days of the range"
+    result = pipeline.run(days[0].isoformat(), days[-1].isoformat(), raise_on_error=False)
+    assert "ignored the page number" in failure_message(result, "call_sms_raw_pages")
+    assert tables(pipeline) == before
+    assert pipeline.sql("SELECT * FROM call_sms_raw_pages ORDER BY ALL") == raw_before
+    assert sorted((pipeline.root / "landing").rglob("fetch=*")) == fetches_before
 
 
 def test_a_wrong_token_fails_at_once_naming_the_setting_and_writes_nothing(
