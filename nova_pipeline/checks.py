@@ -69,7 +69,8 @@ class Finding:
         return replace(self, days=(day, day), failing=failing, not_judged=not_judged)
 
     def result(self, spec: dg.AssetCheckSpec | None = None) -> dg.AssetCheckResult:
-        """One result for all the finding's days, naming the failing ones."""
+        """One result for all the finding's days, naming the failing ones and those it
+        could not judge."""
         key = {"asset_key": spec.asset_key, "check_name": spec.name} if spec else {}
         if self.days == ALL_DAYS:
             span = "all days"

@@ -70,7 +70,7 @@ RAW = dg.AssetKey("call_sms_raw_pages")
             },
             description=(
                 "Quarantine: every item (of any pull) that breaks the API contract — a "
-                "missing field, a wrong type, an unknown `type`, a negative cost, a number "
+                "missing or null field, a wrong type, an unknown `type`, a negative cost, a number "
                 "too large to store, a time outside the years 1-9999 — verbatim, "
                 "with every rule it broke and the day, pull and page it came from."
             ),
