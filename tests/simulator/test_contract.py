@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from nova_pipeline.simulator import FleetSpec
 from nova_pipeline.simulator.dataset import luhn_valid
 from tests.conftest import DAY, NOW, SMALL_FLEET
 
@@ -116,23 +117,26 @@ def test_a_day_appears_only_after_the_next_days_sync(start_simulator):
 
 
 def test_late_and_rerated_records_arrive_at_later_syncs(start_simulator):
-    first = all_items(
-        start_simulator(now=dt.datetime(2026, 11, 19, 5, tzinfo=NOW.tzinfo)), "18-11-2026"
-    )
-    final = all_items(
-        start_simulator(now=dt.datetime(2026, 11, 22, 5, tzinfo=NOW.tzinfo)), "18-11-2026"
-    )
-    first_by_sid = {i["sid"]: i for i in first}
-    final_by_sid = {i["sid"]: i for i in final}
-    assert set(first_by_sid) < set(final_by_sid)
-    late = len(final_by_sid) - len(first_by_sid)
-    assert 0.002 * len(final) < late < 0.03 * len(final)
-    rerated = [
-        s
-        for s in first_by_sid
-        if first_by_sid[s]["session_cost"] != final_by_sid[s]["session_cost"]
+    """The 18th as the syncs of the 19th, 20th and 21st leave it: each of the two later
+    syncs brings late records and re-rates some costs."""
+    fleet = FleetSpec(seed=7, sims=1000, groups=3, events_per_sim_day=12)
+    by_sid = [
+        {
+            item["sid"]: item["session_cost"]
+            for item in all_items(
+                start_simulator(fleet, now=dt.datetime(2026, 11, day, 5, tzinfo=NOW.tzinfo)),
+                "18-11-2026",
+            )
+        }
+        for day in (19, 20, 21)
     ]
-    assert 1 <= len(rerated) < 0.02 * len(final)
+    first, second, final = by_sid
+    assert set(first) < set(second) < set(final)
+    assert 0.002 * len(final) < len(final) - len(first) < 0.03 * len(final)
+    rerated_by_second = {s for s in first if first[s] != second[s]}
+    rerated_by_final = {s for s in first if first[s] != final[s]}
+    assert rerated_by_second and rerated_by_second < rerated_by_final
+    assert len(rerated_by_final) < 0.02 * len(final)
 
 
 def test_page_size_above_the_maximum_is_silently_capped(start_simulator):
