@@ -136,6 +136,34 @@ def test_late_and_rerated_records_move_the_day_to_the_new_truth(make_pipeline):
     ]
 
 
+def test_a_sim_whose_events_all_came_late_is_a_change_with_no_previous_cost(
+    start_simulator, make_pipeline
+):
+    """About one event a SIM: some SIMs' only events of the day arrive at a later sync,
+    so the re-run adds them to the day; they count as changed, shown with no previous cost."""
+    from nova_pipeline.simulator import FleetSpec
+
+    sim = start_simulator(fleet=FleetSpec(seed=7, sims=2000, groups=3, events_per_sim_day=1))
+    pipeline = make_pipeline(sim=sim)
+    sim.simulator.set_now(dt.datetime(2026, 11, 19, 5, tzinfo=dt.UTC))
+    pipeline.run(DAY_KEY)
+    first_cost, _ = independent_costs(sim.api_url)
+    sim.simulator.set_now(dt.datetime(2026, 11, 22, 5, tzinfo=dt.UTC))
+    result = pipeline.run(DAY_KEY)
+    final_cost, _ = independent_costs(sim.api_url)
+
+    arrived = sorted(set(final_cost) - set(first_cost))
+    changed = {s for s in final_cost if final_cost[s] != first_cost.get(s)}
+    assert arrived and len(changed) <= 50
+    meta = result.asset_materializations_for_node("sim_daily_cost")[0].metadata
+    assert meta["sims_changed"].value == len(changed)
+    shown = {int(row[1]): row for row in table_rows(meta["changes"].value)}
+    assert set(shown) == changed
+    assert [shown[s] for s in arrived] == [
+        [str(DAY), str(s), "—", euro(final_cost[s])] for s in arrived
+    ]
+
+
 def test_a_restatement_counts_every_changed_sim_and_shows_the_first_50(
     start_simulator, make_pipeline
 ):
