@@ -9,8 +9,10 @@ from dataclasses import replace
 from decimal import Decimal
 
 import dagster as dg
+import duckdb
 
-from nova_pipeline.checks import ALL_DAYS, Finding
+from nova_pipeline.checks import ALL_DAYS, Finding, rejects_share
+from nova_pipeline.warehouse import ensure_schema
 from tests.conftest import DAY
 
 DAY_KEY = DAY.isoformat()
@@ -40,9 +42,9 @@ def test_each_rule_fails_on_the_day_that_breaks_it_and_clears_when_mended(make_p
     cases = [
         (
             ("call_sms_events", "cost_not_negative"),
-            f"UPDATE call_sms_events SET cost_eur = -0.25 WHERE sid = {sid}",
+            f"UPDATE call_sms_events SET cost_eur = -0.000001 WHERE sid = {sid}",
             f"UPDATE call_sms_events SET cost_eur = {cost} WHERE sid = {sid}",
-            f"| {DAY_KEY} | 1 | -0.250000 |",
+            f"| {DAY_KEY} | 1 | -0.000001 |",
         ),
         (
             ("call_sms_events", "types_known"),
@@ -133,3 +135,59 @@ def test_a_result_over_many_days_names_those_not_judged():
         f"off by one on {DAY_BEFORE}. Not judged: {DAY} (1 SIM in two or more groups)."
     )
     assert failing.metadata["days_not_judged"].value == [DAY_KEY]
+
+
+def test_a_result_names_ten_failing_days_and_counts_the_rest():
+    def failing(n: int) -> str:
+        days = [(DAY + dt.timedelta(days=i), 1) for i in range(n)]
+        return Finding(ALL_DAYS, days, ["day", "n"], "off").result().description
+
+    tenth = DAY + dt.timedelta(days=9)
+    assert failing(10).endswith(f", {tenth}.")
+    assert failing(11).endswith(f", {tenth} and 1 more.")
+    assert failing(11).count(", ") == 9
+
+
+def test_the_reject_share_is_an_error_only_above_the_limit(tmp_path):
+    """At exactly NOVA_REJECT_ERROR_SHARE (1% by default) the rejects are a WARN, which
+    lets the rollups run; one more reject makes it an ERROR, which blocks them."""
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        ensure_schema(con)
+        con.execute(
+            "INSERT INTO call_sms_raw_pages (day, selector, page, status, attempts, item_count, "
+            "body_bytes, fetched_at, request, landing_file, line) "
+            "VALUES (?, 'all', 0, 200, 1, 200, 1000, now(), '', 'all.ndjson.zst', 0)",
+            [DAY],
+        )
+        reject = "INSERT INTO call_sms_rejects VALUES (?, 'all', 0, 'sid: missing', '{}')"
+        con.execute(reject, [DAY])
+        con.execute(reject, [DAY])
+        at_limit = rejects_share(con, (DAY, DAY)).result()
+        con.execute(reject, [DAY])
+        above = rejects_share(con, (DAY, DAY)).result()
+    assert (at_limit.passed, at_limit.severity.value) == (False, "WARN")
+    assert f"| {DAY} | 2 | 200 | 0.01 |" in at_limit.metadata["detail"].value
+    assert (above.passed, above.severity.value) == (False, "ERROR")
+
+
+def test_each_days_result_is_about_that_days_latest_materialization(make_pipeline):
+    """Checks run alone over two days after the second was re-run: each day's result
+    names the materialization it judged, the latest of its own day."""
+    pipeline = make_pipeline()
+    pipeline.run(DAY_BEFORE_KEY, DAY_KEY)
+    pipeline.run(DAY_KEY)
+    checks = dg.AssetSelection.checks_for_assets("call_sms_events")
+    result = pipeline.run(DAY_BEFORE_KEY, DAY_KEY, selection=checks)
+    latest = {
+        day: pipeline.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("call_sms_events"), asset_partitions=[day]),
+            limit=1,
+        ).records[0]
+        for day in (DAY_BEFORE_KEY, DAY_KEY)
+    }
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 2 * 6
+    for evaluation in evaluations:
+        target = evaluation.target_materialization_data
+        record = latest[evaluation.partition]
+        assert (target.storage_id, target.run_id) == (record.storage_id, record.run_id)
