@@ -35,7 +35,7 @@ def failure_message(result, step: str) -> str:
 
 def test_all_faults_at_once_give_the_fault_free_numbers(make_pipeline):
     clean = make_pipeline(page_size=50)
-    clean.run(DAY_KEY)
+    clean_raw = clean.run(DAY_KEY).asset_materializations_for_node("call_sms_raw_pages")[0]
     faulty = make_pipeline(
         page_size=50,
         read_timeout_s=0.3,
@@ -63,6 +63,7 @@ def test_all_faults_at_once_give_the_fault_free_numbers(make_pipeline):
     events = result.asset_materializations_for_node("call_sms_events")[0].metadata
     reasons = raw["retry_reasons"].value
     assert raw["retries"].value >= 10
+    assert raw["requests"].value == clean_raw.metadata["requests"].value + raw["retries"].value
     assert raw["rate_limited_429"].value == reasons["HTTP 429"] >= 2
     assert any(r.startswith("timeout") for r in reasons)
     assert any(r.startswith("connection error") for r in reasons)
