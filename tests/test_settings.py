@@ -6,8 +6,11 @@ import datetime as dt
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import dagster as dg
+import httpx
 import pytest
 
+from nova_pipeline.resources import build_resources
 from nova_pipeline.settings import SettingsError, load_settings, parse_groups
 
 
@@ -74,3 +77,48 @@ def test_the_first_partition_must_be_a_day_that_has_ended_in_the_provider_time_z
         load_settings({"NOVA_START_DATE": today.isoformat()})
     yesterday = today - dt.timedelta(days=1)
     assert load_settings({"NOVA_START_DATE": yesterday.isoformat()}).start_date == yesterday
+
+
+def test_every_setting_of_the_api_and_warehouse_reaches_its_resource(tmp_path):
+    """A setting read but not passed on would be ignored in silence: each non-default value
+    is found on the resource, and on the client and connection it hands out (the
+    connection in UTC whatever the machine's zone: TIMESTAMPTZ is shown in it)."""
+    settings = load_settings(
+        {
+            "NOVA_API_URL": "https://api.example.kz/api",
+            "NOVA_API_TOKEN": "s3cret",
+            "NOVA_AUTH_HEADER": "X-Api-Key",
+            "NOVA_AUTH_SCHEME": "",
+            "NOVA_PAGE_SIZE": "250",
+            "NOVA_MAX_PAGES": "77",
+            "NOVA_CONNECT_TIMEOUT": "3",
+            "NOVA_READ_TIMEOUT": "9",
+            "NOVA_MAX_ATTEMPTS": "4",
+            "NOVA_RETRY_DEADLINE": "45",
+            "NOVA_FETCH_CONCURRENCY": "2",
+            "NOVA_GROUPS": "7=Trackers,9=Vans",
+            "NOVA_DATA_DIR": str(tmp_path / "data"),
+            "NOVA_DUCKDB_PATH": str(tmp_path / "elsewhere.duckdb"),
+            "NOVA_DUCKDB_THREADS": "1",
+            "NOVA_DUCKDB_MEMORY_MB": "300",
+        }
+    )
+    resources = build_resources(settings)
+    api = resources["nova_api"]
+    assert api.api_token == dg.EnvVar("NOVA_API_TOKEN"), "the token is read at run time only"
+    client = api.model_copy(update={"api_token": "s3cret"}).client()
+    assert str(client.endpoint.url) == "https://api.example.kz/api/report/call_sms"
+    assert client.endpoint._headers["X-Api-Key"] == "s3cret"
+    assert client.endpoint._timeout == httpx.Timeout(9, connect=3).as_dict()
+    assert (client.config.page_size, client.config.max_pages) == (250, 77)
+    assert (client.config.retry.max_attempts, client.config.retry.deadline_s) == (4, 45)
+    assert api.fetch_concurrency == 2
+    assert resources["fleet_groups"].as_map() == {7: "Trackers", 9: "Vans"}
+    assert resources["landing_zone"].landing().root == tmp_path / "data" / "landing" / "call_sms"
+    warehouse = resources["duckdb"]
+    with warehouse.get_connection() as con:
+        assert con.execute(
+            "SELECT current_setting('threads'), current_setting('memory_limit'), "
+            "current_setting('TimeZone')"
+        ).fetchone() == (1, "286.1 MiB", "UTC")
+    assert (tmp_path / "elsewhere.duckdb").exists()
