@@ -142,6 +142,11 @@ def table_rows(markdown: str) -> list[list[str]]:
     return [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()[2:]]
 
 
+def run_logs(pipeline: Pipeline, result) -> list[str]:
+    """The messages a run logged, as its page in the UI shows them."""
+    return [e.user_message for e in pipeline.instance.all_logs(result.run_id)]
+
+
 def served_items(api_url: str, day: dt.date, selector: str = "all") -> list[dict]:
     """What the API serves for a day, read with plain httpx: the independent reference."""
     items, page = [], 0

@@ -19,7 +19,9 @@ from tests.conftest import (
     bad_item_reason,
     check_evaluation,
     landed_lines,
+    run_logs,
     served_items,
+    table_rows,
 )
 
 DAY_KEY = DAY.isoformat()
@@ -52,8 +54,8 @@ def test_every_page_is_kept_verbatim_and_indexed(make_pipeline):
     pipeline = make_pipeline()
     result = pipeline.run(DAY_KEY)
     pages = pipeline.sql(
-        "SELECT selector, page, item_count, landing_file, line, request FROM call_sms_raw_pages "
-        "ORDER BY selector, page"
+        "SELECT selector, page, item_count, landing_file, line, request, fetched_at "
+        "FROM call_sms_raw_pages ORDER BY selector, page"
     )
     assert {p[0] for p in pages} == {"all", "g_1", "g_2", "g_3"}
     served = served_items(pipeline.sim.api_url, DAY)
@@ -66,9 +68,10 @@ def test_every_page_is_kept_verbatim_and_indexed(make_pipeline):
     files = {p[3] for p in pages}
     assert meta["landed_mb"].value == round(sum(os.path.getsize(f) for f in files) / 1e6, 2)
     assert meta["landed_mb"].value < meta["body_mb"].value / 3
-    for selector, page, count, path, line, request in pages:
+    for selector, page, count, path, line, request, fetched_at in pages:
         record = json.loads(landed_lines(path)[line])
         assert (record["selector"], record["page"]) == (selector, page)
+        assert dt.datetime.fromisoformat(record["fetched_at"]) == fetched_at
         assert len(record["body"]["result"]["items"]) == count
         assert json.loads(request)["body"]["page"] == page
 
@@ -108,6 +111,13 @@ def test_bad_items_are_quarantined_with_their_reason_and_totals_unchanged(
     assert len(landed) == len(faulty.sim.simulator.injected_bad_items)
     raw = result.asset_materializations_for_node("call_sms_raw_pages")[0].metadata
     assert raw["pages_nonconforming"].value == len(landed)
+    [quarantine] = [
+        m.metadata
+        for m in result.asset_materializations_for_node("call_sms_events")
+        if m.asset_key == dg.AssetKey("call_sms_rejects")
+    ]
+    items = raw["items_all_pull"].value + raw["items_group_pulls"].value
+    assert table_rows(quarantine["per_day"].value) == [[DAY_KEY, str(len(rejects)), str(items)]]
     assert {(selector, page) for selector, page, _ in landed} == set(
         faulty.sql("SELECT DISTINCT selector, page FROM call_sms_rejects")
     )
@@ -146,6 +156,8 @@ def test_duplicate_items_across_pages_are_collapsed_and_counted(make_pipeline):
     meta = result.asset_materializations_for_node("call_sms_events")[0].metadata
     pages = faulty.sql("SELECT count(*) FROM call_sms_raw_pages WHERE selector = 'all'")[0][0]
     assert meta["duplicates_collapsed"].value == 3 * (pages - 1)
+    assert meta["duplicates_kept_on_another_day"].value == 0
+    assert not [m for m in run_logs(faulty, result) if "already kept on" in m]
 
 
 def test_a_sid_served_for_two_days_is_kept_once_and_nothing_is_lost(make_pipeline):
@@ -167,6 +179,7 @@ def test_a_sid_served_for_two_days_is_kept_once_and_nothing_is_lost(make_pipelin
     meta = result.asset_materializations_for_node("call_sms_events")[0].metadata
     assert meta["duplicates_kept_on_another_day"].value == 6
     assert meta["duplicates_collapsed"].value == 6
+    assert meta["out_of_window"].value == 3, "the end of d0, kept on d1"
     got = {day: (n, cost) for day, n, cost in faulty.sql(per_day)}
     # d1 keeps the end of d0 (flagged out of window); d2 and d3 lose nothing and gain nothing.
     assert got[d2] == clean_days[d2] and got[d3] == clean_days[d3]
@@ -178,6 +191,10 @@ def test_a_sid_served_for_two_days_is_kept_once_and_nothing_is_lost(make_pipelin
     result = faulty.run(d0.isoformat())
     meta = result.asset_materializations_for_node("call_sms_events")[0].metadata
     assert meta["duplicates_kept_on_another_day"].value == 3
+    assert [m for m in run_logs(faulty, result) if "already kept on" in m] == [
+        f"3 sids of {d0} were already kept on {d1} and are counted there only (the provider "
+        "served them for both days)"
+    ]
     assert check_evaluation(result, "sids_unique").passed
     assert faulty.sql(
         "SELECT count(*), count(DISTINCT sid), sum(cost_eur) FROM call_sms_events"
@@ -310,3 +327,35 @@ def test_group_sids_missing_from_the_account_pull_fail_the_group_check(make_pipe
     assert not evaluation.passed and evaluation.severity.value == "ERROR"
     assert evaluation.metadata["failing_days"].value == [DAY_KEY]
     assert f"| {DAY_KEY} | g_2 | {missing} |" in evaluation.metadata["detail"].value
+
+
+def test_group_membership_is_what_each_groups_pull_returned_each_day(
+    start_simulator, make_pipeline
+):
+    """Over two days, with one configured group that has no SIM: the table holds each
+    day's SIMs of each group's pull; the run's metadata counts each group's SIMs once over
+    the range, and every group configured, the empty one too."""
+    sim = start_simulator(fleet=FleetSpec(seed=7, sims=5, groups=12, events_per_sim_day=12))
+    dataset = sim.simulator.dataset
+    used = sorted({s.group_id for s in dataset.sims if s.group_id is not None})
+    empty = next(g for g in range(1, 13) if not dataset.sim_ids_in_group(g))
+    groups = {**{g: f"G{g}" for g in used}, empty: "Spare"}
+    pipeline = make_pipeline(groups=",".join(f"{g}={n}" for g, n in groups.items()), sim=sim)
+    days = [DAY - dt.timedelta(days=1), DAY]
+    result = pipeline.run(days[0].isoformat(), DAY_KEY)
+
+    served = {
+        (day, g, item["id"])
+        for day in days
+        for g in groups
+        for item in served_items(sim.api_url, day, f"g_{g}")
+    }
+    rows = pipeline.sql("SELECT day, group_id, sim_id FROM sim_group_membership")
+    assert len(rows) == len(set(rows)) and set(rows) == served
+    meta = result.asset_materializations_for_node("sim_group_membership")[0].metadata
+    assert meta["groups_configured"].value == len(groups) > len(used)
+    seen = {g: {s for _, gg, s in served if gg == g} for g in used}
+    assert sum(map(len, seen.values())) < len(served), "some SIMs are seen on both days"
+    assert table_rows(meta["per_group"].value) == [
+        [str(g), groups[g], str(len(seen[g]))] for g in used
+    ]

@@ -81,6 +81,11 @@ def test_all_faults_at_once_give_the_fault_free_numbers(make_pipeline):
     # Retries of each kept page are on its row; the closing empty pages are not kept.
     retried_pages = faulty.sql("SELECT sum(attempts - 1) FROM call_sms_raw_pages")[0][0]
     assert 0 < retried_pages <= raw["retries"].value
+    assert faulty.sql(
+        "SELECT count(*) FROM call_sms_raw_pages "
+        "WHERE (attempts > 1 AND len(string_split(retry_reasons, '; ')) <> attempts - 1) "
+        "OR (attempts = 1) <> (retry_reasons = '')"
+    ) == [(0,)], "each retried page lists the reason of each failed attempt"
 
 
 def test_a_server_that_ignores_the_page_number_fails_the_run_and_keeps_the_day(make_pipeline):

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from tests.assets.test_writes import snapshot
-from tests.conftest import DAY, warehouse_held
+from tests.conftest import DAY, run_logs, warehouse_held
 
 DAY_KEY = DAY.isoformat()
 
@@ -25,10 +25,6 @@ class _WhenLogged(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if self.text in record.getMessage():
             self.then()
-
-
-def run_logs(pipeline, result) -> list[str]:
-    return [e.user_message for e in pipeline.instance.all_logs(result.run_id)]
 
 
 def test_a_run_waits_for_a_session_on_the_warehouse_and_names_it(make_pipeline):
