@@ -88,6 +88,9 @@ def test_replace_days_rolls_back_every_table_on_error(tmp_path):
     assert con.execute("SELECT reason FROM call_sms_rejects").fetchall() == [("old",)]
     counts = replace_days(con, DAY, DAY + dt.timedelta(1), {"sim_group_membership": lambda c: None})
     assert counts == {"sim_group_membership": 0}
+    with pytest.raises(ValueError, match="unknown table call_sms_rejects; DROP"):
+        replace_days(con, DAY, DAY, {"call_sms_rejects; DROP": lambda c: None})
+    assert con.execute("SELECT reason FROM call_sms_rejects").fetchall() == [("old",)]
 
 
 def test_a_failed_pull_writes_nothing_and_keeps_the_previous_day(make_pipeline):
