@@ -10,7 +10,7 @@ import dagster as dg
 import httpx
 import pytest
 
-from nova_pipeline.resources import build_resources
+from nova_pipeline.resources import NovaApiResource, build_resources
 from nova_pipeline.settings import SettingsError, load_settings, parse_groups
 
 
@@ -82,7 +82,7 @@ def test_the_first_partition_must_be_a_day_that_has_ended_in_the_provider_time_z
 def test_every_setting_of_the_api_and_warehouse_reaches_its_resource(tmp_path):
     """A setting read but not passed on would be ignored in silence: each non-default value
     is found on the resource, and on the client and connection it hands out (the
-    connection in UTC whatever the machine's zone: TIMESTAMPTZ is shown in it)."""
+    connection set to UTC, not the machine's zone: TIMESTAMPTZ is shown in it)."""
     settings = load_settings(
         {
             "NOVA_API_URL": "https://api.example.kz/api",
@@ -106,7 +106,7 @@ def test_every_setting_of_the_api_and_warehouse_reaches_its_resource(tmp_path):
     resources = build_resources(settings)
     api = resources["nova_api"]
     assert api.api_token == dg.EnvVar("NOVA_API_TOKEN"), "the token is read at run time only"
-    client = api.model_copy(update={"api_token": "s3cret"}).client()
+    client = NovaApiResource(**{**api.model_dump(), "api_token": "s3cret"}).client()
     assert str(client.endpoint.url) == "https://api.example.kz/api/report/call_sms"
     assert client.endpoint._headers["X-Api-Key"] == "s3cret"
     assert client.endpoint._timeout == httpx.Timeout(9, connect=3).as_dict()
