@@ -84,13 +84,17 @@ def test_the_bands_the_history_window_and_the_days_judged(tmp_path):
     counts = {d[0]: 100, d[1]: 300, d[2]: 100, d[3]: 50, d[4]: 201, d[6]: 60, d[30]: 1}
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
         ensure_schema(con)
-        for n, (day, events) in enumerate(counts.items()):
+
+        def store(n: int, day: dt.date, events: int) -> None:
             con.execute(
                 "INSERT INTO call_sms_events (sid, occurred_at, day, type, cost_eur, sim_id, "
                 "out_of_window, source_page) "
                 "SELECT $n * 1000 + range, now(), $day, 'call', 1, 1, false, 0 FROM range($events)",
                 {"n": n, "day": day, "events": events},
             )
+
+        for n, (day, events) in enumerate(counts.items()):
+            store(n, day, events)
         # d1 (1 day before it), d2 (2) are not judged; d3 is at half of the median 100,
         # d4 above twice it, d5 has no event, d6 compares with the 5 stored days before.
         week = daily_volume_usual(con, (d[0], d[6])).result()
@@ -98,7 +102,9 @@ def test_the_bands_the_history_window_and_the_days_judged(tmp_path):
         # with, so only a day with no event at all is flagged.
         alone = daily_volume_usual(con, (d[30], d[30])).result()
         empty_alone = daily_volume_usual(con, (d[25], d[25])).result()
-        # d17 compares with d3, d4 and d6: d3 is 14 days before it, d2 (15) is not.
+        # d17 (10 events) compares with d3, d4 and d6, enough days to judge it by: d3 is
+        # 14 days before it, d2 (15) is not.
+        store(len(counts), d[17], 10)
         edge = daily_volume_usual(con, (d[17], d[17])).result()
         con.executemany(
             "INSERT INTO call_sms_raw_pages (day, selector, page, status, attempts, item_count, "
@@ -116,5 +122,5 @@ def test_the_bands_the_history_window_and_the_days_judged(tmp_path):
     ]
     assert alone.passed
     assert table_rows(empty_alone.metadata["detail"].value) == [[str(d[25]), "0", "-", "0", "-"]]
-    assert table_rows(edge.metadata["detail"].value) == [[str(d[17]), "0", "60.0", "3", "0.0"]]
+    assert table_rows(edge.metadata["detail"].value) == [[str(d[17]), "10", "60.0", "3", "0.17"]]
     assert pulled.metadata["failing_days"].value == [str(d[4])]
