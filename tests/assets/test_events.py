@@ -16,6 +16,7 @@ from nova_pipeline.warehouse import TABLES, ensure_schema
 from tests.conftest import (
     DAY,
     SMALL_FLEET,
+    Pipeline,
     bad_item_reason,
     check_evaluation,
     landed_lines,
@@ -68,12 +69,17 @@ def test_every_page_is_kept_verbatim_and_indexed(make_pipeline):
     files = {p[3] for p in pages}
     assert meta["landed_mb"].value == round(sum(os.path.getsize(f) for f in files) / 1e6, 2)
     assert meta["landed_mb"].value < meta["body_mb"].value / 3
+    page_of_sid = {}
     for selector, page, count, path, line, request, fetched_at in pages:
         record = json.loads(landed_lines(path)[line])
         assert (record["selector"], record["page"]) == (selector, page)
         assert dt.datetime.fromisoformat(record["fetched_at"]) == fetched_at
         assert len(record["body"]["result"]["items"]) == count
         assert json.loads(request)["body"]["page"] == page
+        if selector == "all":
+            page_of_sid |= {item["sid"]: page for item in record["body"]["result"]["items"]}
+    assert len(set(page_of_sid.values())) > 1
+    assert dict(pipeline.sql("SELECT sid, source_page FROM call_sms_events")) == page_of_sid
 
 
 def test_bad_items_are_quarantined_with_their_reason_and_totals_unchanged(
@@ -359,3 +365,15 @@ def test_group_membership_is_what_each_groups_pull_returned_each_day(
     assert table_rows(meta["per_group"].value) == [
         [str(g), groups[g], str(len(seen[g]))] for g in used
     ]
+
+
+def test_a_data_folder_with_a_quote_in_its_name_loads_every_event(start_simulator, tmp_path):
+    """The conforming pages' files reach DuckDB as a list literal in a view's text (a view
+    takes no parameter): a quote in NOVA_DATA_DIR must not end the string."""
+    pipeline = Pipeline(start_simulator(), tmp_path / "o'brien's data", "1=Trackers,2=Vans")
+    result = pipeline.run(DAY_KEY)
+    assert result.success
+    assert pipeline.sql("SELECT count(*) FROM call_sms_events") == [
+        (len(served_items(pipeline.sim.api_url, DAY)),)
+    ]
+    assert pipeline.sql("SELECT count(DISTINCT group_id) FROM sim_group_membership") == [(2,)]
