@@ -172,11 +172,16 @@ def test_a_bad_request_carries_the_servers_message(simulator):
     assert client.stats.requests == 1
 
 
-def test_retries_stop_at_the_attempt_limit_with_the_reasons(start_simulator):
+def test_retries_stop_at_the_attempt_limit_with_the_reasons(start_simulator, caplog):
     sim = start_simulator(faults={"server_error": 1.0})
     policy = RetryPolicy(max_attempts=3, deadline_s=30, backoff_base_s=0.01, backoff_cap_s=0.01)
-    with pytest.raises(RetriesExhausted, match=r"after 3 attempts.*HTTP 50"):
-        fetch(sim, retry=policy)
+    client = client_for(sim, retry=policy)
+    with client, pytest.raises(RetriesExhausted, match=r"after 3 attempts.*HTTP 50") as error:
+        list(client.pages(DAY, DAY, "all"))
+    assert "NOVA_API_URL" not in str(error.value), "the server answered: it is reachable"
+    assert (client.stats.requests, client.stats.retries) == (3, 2)
+    retrying = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert [m.split("attempt ")[-1][0] for m in retrying] == ["1", "2"]
 
 
 def test_retries_stop_at_the_deadline(start_simulator):
@@ -271,3 +276,48 @@ def test_every_400_reaches_the_caller_with_the_servers_message(
         client.fetch_page(start, end, selector, page)
     assert "HTTP 400" in str(error.value) and message in str(error.value)
     assert client.stats.requests == 1
+
+
+def answered_by(*responses: httpx.Response | Exception) -> NovaClient:
+    """A client whose network is a scripted series of answers (httpx's MockTransport)."""
+    script = iter(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = next(script)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    policy = RetryPolicy(max_attempts=2, deadline_s=5, backoff_base_s=0.01, backoff_cap_s=0.01)
+    endpoint = Endpoint("http://nova.test/api", transport=httpx.MockTransport(handler))
+    return NovaClient(endpoint, ClientConfig(retry=policy))
+
+
+def test_a_403_is_a_refused_token_and_a_4xx_without_json_shows_its_body():
+    refused = httpx.Response(403, json={"message": "token expired"})
+    with (
+        answered_by(refused) as client,
+        pytest.raises(AuthError, match=r"HTTP 403 \(token expired\): check NOVA_API_TOKEN"),
+    ):
+        client.fetch_page(DAY, DAY, "all", 0)
+    html = httpx.Response(404, content=b"<html>404 Not Found: /api/report/call_sms</html>")
+    with (
+        answered_by(html) as client,
+        pytest.raises(RequestRejected, match=r"HTTP 404 .*: <html>404 Not Found: /api/"),
+    ):
+        client.fetch_page(DAY, DAY, "all", 0)
+
+
+def test_the_url_is_questioned_only_when_no_attempt_reached_the_server():
+    refused = httpx.ConnectError("connection refused")
+    with (
+        answered_by(refused, refused) as client,
+        pytest.raises(RetriesExhausted, match=r"Is NOVA_API_URL \(http://nova.test/api\) right"),
+    ):
+        client.fetch_page(DAY, DAY, "all", 0)
+    with (
+        answered_by(refused, httpx.Response(503)) as client,
+        pytest.raises(RetriesExhausted, match="HTTP 503") as error,
+    ):
+        client.fetch_page(DAY, DAY, "all", 0)
+    assert "NOVA_API_URL" not in str(error.value)
