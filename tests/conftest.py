@@ -142,6 +142,16 @@ def table_rows(markdown: str) -> list[list[str]]:
     return [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()[2:]]
 
 
+def index_page(con, day: dt.date, item_count: int) -> None:
+    """One page of the `all` pull in the raw index, for a check run on a hand-made warehouse."""
+    con.execute(
+        "INSERT INTO call_sms_raw_pages (day, selector, page, status, attempts, item_count, "
+        "body_bytes, fetched_at, request, landing_file, line) "
+        "VALUES (?, 'all', 0, 200, 1, ?, 1000, now(), '', 'all.ndjson.zst', 0)",
+        [day, item_count],
+    )
+
+
 def run_logs(pipeline: Pipeline, result) -> list[str]:
     """The messages a run logged, as its page in the UI shows them."""
     return [e.user_message for e in pipeline.instance.all_logs(result.run_id)]

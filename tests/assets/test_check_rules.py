@@ -13,7 +13,7 @@ import duckdb
 
 from nova_pipeline.checks import ALL_DAYS, Finding, rejects_share
 from nova_pipeline.warehouse import ensure_schema
-from tests.conftest import DAY
+from tests.conftest import DAY, index_page
 
 DAY_KEY = DAY.isoformat()
 DAY_BEFORE = DAY - dt.timedelta(days=1)
@@ -153,12 +153,7 @@ def test_the_reject_share_is_an_error_only_above_the_limit(tmp_path):
     lets the rollups run; one more reject makes it an ERROR, which blocks them."""
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
         ensure_schema(con)
-        con.execute(
-            "INSERT INTO call_sms_raw_pages (day, selector, page, status, attempts, item_count, "
-            "body_bytes, fetched_at, request, landing_file, line) "
-            "VALUES (?, 'all', 0, 200, 1, 200, 1000, now(), '', 'all.ndjson.zst', 0)",
-            [DAY],
-        )
+        index_page(con, DAY, 200)
         reject = "INSERT INTO call_sms_rejects VALUES (?, 'all', 0, 'sid: missing', '{}')"
         con.execute(reject, [DAY])
         con.execute(reject, [DAY])

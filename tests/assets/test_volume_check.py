@@ -11,7 +11,7 @@ import duckdb
 
 from nova_pipeline.checks import ALL_DAYS, ASSET_CHECKS, daily_volume_usual
 from nova_pipeline.warehouse import ensure_schema
-from tests.conftest import NOW, check_evaluation, served_items, table_rows
+from tests.conftest import NOW, check_evaluation, index_page, served_items, table_rows
 
 
 def evaluation(result):
@@ -106,12 +106,8 @@ def test_the_bands_the_history_window_and_the_days_judged(tmp_path):
         # 14 days before it, d2 (15) is not.
         store(len(counts), d[17], 10)
         edge = daily_volume_usual(con, (d[17], d[17])).result()
-        con.executemany(
-            "INSERT INTO call_sms_raw_pages (day, selector, page, status, attempts, item_count, "
-            "body_bytes, fetched_at, request, landing_file, line) "
-            "VALUES (?, 'all', 0, 200, 1, 1, 1, now(), '', '', 0)",
-            [(d[4],), (d[6],)],
-        )
+        index_page(con, d[4], 1)
+        index_page(con, d[6], 1)
         pulled = daily_volume_usual(con, ALL_DAYS).result()
 
     assert not week.passed and week.severity.value == "WARN"
