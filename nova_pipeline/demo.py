@@ -18,18 +18,17 @@ DAYS = 7
 SIMULATOR_ARGS = ("--groups", "6", "--sims", "500")
 
 
-def _numeric(text: str) -> bool:
-    return text.replace(",", "").replace(".", "").isdigit()
-
-
-def _print_table(title: str, headers: list[str], rows: list[tuple]) -> None:
+def _print_table(title: str, headers: list[str], rows: list[tuple], right: set[str]) -> None:
+    """Columns named in `right` (counts, euro, ids) are right-aligned; text and codes
+    made of digits, such as an ICCID, stay left-aligned."""
     cells = [headers, *[[("" if v is None else str(v)) for v in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     print(f"\n{title}")
     for n, row in enumerate(cells):
         print(
             "  ".join(
-                v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(row, widths, strict=True)
+                v.rjust(w) if h in right else v.ljust(w)
+                for v, w, h in zip(row, widths, headers, strict=True)
             ).rstrip()
         )
         if n == 0:
@@ -116,11 +115,13 @@ def main() -> int:
         ["group", "name", "active SIMs (max/day)", "events", "cost €"],
         [(g if g is not None else "-", n, a, e, f"{c:,.2f}") for g, n, a, e, c in groups]
         + [("", "total", "", "", f"{total:,.2f}")],
+        right={"group", "active SIMs (max/day)", "events", "cost €"},
     )
     _print_table(
         f"Top 10 SIMs by cost, {first}..{last} (euro)",
         ["sim_id", "name", "iccid", "events", "cost €"],
         [(*row[:4], f"{row[4]:,.2f}") for row in top],
+        right={"sim_id", "events", "cost €"},
     )
     print(
         f"\ndone in {time.monotonic() - started:.0f} s; "

@@ -113,6 +113,10 @@ def test_demo_prints_each_groups_cost_and_the_top_sims_as_the_api_serves_them(tm
     top = sorted(per_sim.items(), key=lambda kv: (-kv[1][1], kv[0]))[:10]
     printed_top = [(int(r[0]), int(r[-2]), r[-1]) for r in table(demo.stdout, "Top 10 SIMs")]
     assert printed_top == [(sim, events, f"{cost:,.2f}") for sim, (events, cost) in top]
+    header, _, *lines = demo.stdout[demo.stdout.index("Top 10 SIMs") :].splitlines()[1:13]
+    for line, row in zip(lines, table(demo.stdout, "Top 10 SIMs"), strict=True):
+        assert line.index(row[-3]) == header.index("iccid"), "an ICCID is a code: left-aligned"
+        assert len(line) == len(header), "euro are right-aligned under their header"
 
     (run,) = recorded_runs(env["DAGSTER_HOME"])
     assert run.status == dg.DagsterRunStatus.SUCCESS
