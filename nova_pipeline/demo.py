@@ -12,6 +12,10 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 DEMO_GROUPS = "1=Trackers,2=Vans,3=Meters,4=Gates,5=Pilot,6=Spare"
 DAYS = 7
@@ -33,6 +37,17 @@ def _print_table(title: str, headers: list[str], rows: list[tuple], right: set[s
         )
         if n == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
+    """One line per failed check result of the run, its severity first: a WARN (e.g. a
+    day pulled before the provider's sync) does not stop the run, so the tables below it
+    would otherwise hide it."""
+    return [
+        f"{e.severity.value} check {e.check_name}: {e.description}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    ]
 
 
 def warehouse_unavailable(path: Path) -> str | None:
@@ -94,9 +109,8 @@ def main() -> int:
                 },
                 raise_on_error=False,
             )
-        failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
-        for evaluation in failed:
-            print(f"check {evaluation.check_name}: {evaluation.description}")
+        for line in failed_checks(result):
+            print(line)
         if not result.success:
             print("the run failed; see `make ui` for its logs", file=sys.stderr)
             return 1

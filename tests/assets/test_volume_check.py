@@ -10,6 +10,7 @@ import dagster as dg
 import duckdb
 
 from nova_pipeline.checks import ALL_DAYS, ASSET_CHECKS, daily_volume_usual
+from nova_pipeline.demo import failed_checks
 from nova_pipeline.warehouse import ensure_schema
 from tests.conftest import NOW, check_evaluation, index_page, served_items, table_rows
 
@@ -61,6 +62,9 @@ def test_a_range_run_records_every_check_against_each_of_its_days(make_pipeline)
     assert [day for day, e in volume.items() if not e.passed] == [unsynced]
     assert volume[unsynced].severity.value == "WARN" and unsynced in volume[unsynced].description
     assert volume[days[0]].description == f"passed for {days[0]}"
+    assert failed_checks(result) == [
+        f"WARN check daily_volume_usual: {volume[unsynced].description}"
+    ], "make demo prints the one failed result of the run, though the run succeeded"
 
     keys = [key for check in ASSET_CHECKS for key in check.check_keys]
     expected = {
