@@ -43,10 +43,6 @@ def luhn_check_digit(digits: str) -> str:
     return str((10 - total % 10) % 10)
 
 
-def luhn_valid(number: str) -> bool:
-    return number.isdigit() and luhn_check_digit(number[:-1]) == number[-1]
-
-
 def euro_text(micros: int) -> bytes:
     """Micro-euros as the shortest JSON number that denotes them exactly."""
     whole, frac = divmod(micros, 1_000_000)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from nova_pipeline.simulator import FleetSpec
-from nova_pipeline.simulator.dataset import luhn_valid
+from nova_pipeline.simulator.dataset import Dataset, build_fleet, euro_text
 from tests.conftest import DAY, NOW, SMALL_FLEET
 
 
@@ -26,6 +26,14 @@ def query(start: str, end: str | None = None, select=("all",), page=0, size=1000
         "page": page,
         "size": size,
     }
+
+
+def luhn_ok(number: str) -> bool:
+    """The Luhn check real ICCIDs pass, written out here rather than taken from the
+    simulator: every second digit from the right doubled, the digits' sum a multiple of 10."""
+    digits = [int(d) for d in reversed(number)]
+    doubled = [sum(divmod(2 * d, 10)) for d in digits[1::2]]
+    return number.isdigit() and (sum(digits[0::2]) + sum(doubled)) % 10 == 0
 
 
 def all_items(sim, start: str, end: str | None = None, select=("all",), size=1000) -> list[dict]:
@@ -56,14 +64,44 @@ def test_a_day_has_the_documented_item_shape(simulator):
         assert item["type"] in {"call", "in_sms", "out_sms", "ussd"}
         assert isinstance(item["sid"], int) and isinstance(item["date"], int)
         assert isinstance(item["to_number"], str) and isinstance(item["original_number"], str)
-        assert 19 <= len(item["iccid"]) <= 20 and luhn_valid(item["iccid"])
+        assert 19 <= len(item["iccid"]) <= 20 and luhn_ok(item["iccid"])
         assert Decimal(str(item["session_cost"])).as_tuple().exponent >= -6
         assert item["session_cost"] >= 0
     assert len({i["sid"] for i in items}) == len(items)
+    assert [i["sid"] for i in items] == sorted(i["sid"] for i in items)
+    assert [i["date"] for i in items] == sorted(i["date"] for i in items), "sids follow time"
+    by_type = {t: [i for i in items if i["type"] == t] for t in ("in_sms", "out_sms", "call")}
+    assert all(i["to_number"] == i["original_number"] for i in by_type["in_sms"])
+    assert not any(i["to_number"] == i["original_number"] for i in by_type["out_sms"])
+    assert not any(i["to_number"] == i["original_number"] for i in by_type["call"])
     assert {i["type"] for i in items} == {"call", "in_sms", "out_sms", "ussd"}
     assert any(i["name"] is None for i in items)
     tz = ZoneInfo("Asia/Almaty")
     assert {dt.datetime.fromtimestamp(i["date"], tz).date() for i in items} == {DAY}
+
+
+def test_the_fleet_has_real_iccids_and_about_15_percent_of_sims_in_no_group():
+    sims = build_fleet(FleetSpec(seed=3, sims=2000, groups=6))
+    assert all(luhn_ok(s.iccid) for s in sims)
+    assert {len(s.iccid) for s in sims} == {19, 20}
+    ungrouped = sum(s.group_id is None for s in sims) / len(sims)
+    assert 0.12 < ungrouped < 0.18
+    assert {s.group_id for s in sims} == {None, 1, 2, 3, 4, 5, 6}
+
+
+@pytest.mark.parametrize(
+    ("micros", "text"),
+    [
+        (0, b"0.0"),
+        (50_000, b"0.05"),
+        (1_234_567, b"1.234567"),
+        (2_000_000, b"2.0"),
+        (1, b"0.000001"),
+    ],
+)
+def test_a_cost_is_the_shortest_json_float_that_denotes_it_exactly(micros, text):
+    assert euro_text(micros) == text
+    assert Decimal(text.decode()) * 1_000_000 == micros
 
 
 def test_calls_cost_most_and_incoming_sms_are_mostly_free(simulator):
@@ -116,20 +154,26 @@ def test_a_day_appears_only_after_the_next_days_sync(start_simulator):
     assert all_items(after, "01-01-2027") == []
 
 
+def test_a_filter_with_one_day_or_none_asks_for_that_day_or_the_latest_complete_one(simulator):
+    """The contract makes both filter fields optional: one alone is that day; none is the
+    latest day a sync has published (NOW is after the sync of the 20th: the 19th)."""
+    the_18th = all_items(simulator, "18-11-2026")
+    for only in ({"start": "18-11-2026"}, {"end": "18-11-2026"}):
+        body = {"filter": only, "select": ["all"], "size": 1000}
+        assert post(simulator, body).json()["result"]["items"] == the_18th[:1000]
+    latest = post(simulator, {"select": ["all"], "size": 1000}).json()["result"]["items"]
+    assert latest == all_items(simulator, "19-11-2026")[:1000] != []
+
+
 def test_late_and_rerated_records_arrive_at_later_syncs(start_simulator):
     """The 18th as the syncs of the 19th, 20th and 21st leave it: each of the two later
     syncs brings late records and re-rates some costs."""
     fleet = FleetSpec(seed=7, sims=1000, groups=3, events_per_sim_day=12)
-    by_sid = [
-        {
-            item["sid"]: item["session_cost"]
-            for item in all_items(
-                start_simulator(fleet, now=dt.datetime(2026, 11, day, 5, tzinfo=NOW.tzinfo)),
-                "18-11-2026",
-            )
-        }
-        for day in (19, 20, 21)
-    ]
+    sim = start_simulator(fleet, now=dt.datetime(2026, 11, 19, 5, tzinfo=NOW.tzinfo))
+    by_sid = []
+    for day in (19, 20, 21):
+        sim.simulator.set_now(dt.datetime(2026, 11, day, 5, tzinfo=NOW.tzinfo))
+        by_sid.append({i["sid"]: i["session_cost"] for i in all_items(sim, "18-11-2026")})
     first, second, final = by_sid
     assert set(first) < set(second) < set(final)
     assert 0.002 * len(final) < len(final) - len(first) < 0.03 * len(final)
@@ -137,6 +181,20 @@ def test_late_and_rerated_records_arrive_at_later_syncs(start_simulator):
     rerated_by_final = {s for s in first if first[s] != final[s]}
     assert rerated_by_second and rerated_by_second < rerated_by_final
     assert len(rerated_by_final) < 0.02 * len(final)
+    fresh = start_simulator(fleet, now=dt.datetime(2026, 11, 21, 5, tzinfo=NOW.tzinfo))
+    assert all_items(fresh, "18-11-2026") == all_items(sim, "18-11-2026"), "no stale cache"
+
+
+def test_a_rerated_record_always_changes_its_cost():
+    """A free event re-rated at its own cost would be a re-rating no client can see."""
+    day = Dataset(FleetSpec(seed=7, sims=1000, groups=3)).day_events(DAY)
+    assert len(day.rerated_items) > 0.003 * len(day.items)
+    costs = {
+        i: (json.loads(day.items[i])["session_cost"], json.loads(new)["session_cost"])
+        for i, new in day.rerated_items.items()
+    }
+    assert all(old != new for old, new in costs.values())
+    assert any(old == 0 for old, _ in costs.values()), "free events are re-rated too"
 
 
 def test_page_size_above_the_maximum_is_silently_capped(start_simulator):
@@ -161,6 +219,7 @@ def test_a_wrong_or_missing_token_gets_401(start_simulator):
         (query("18-11-2026", select=["x_1"]), "unknown selector"),
         (query("18-11-2026", select=["g_99"]), "no group with id 99"),
         (query("18-11-2026", page=-1), "page must be"),
+        (query("18-11-2026", page=True), "page must be"),
         (query("18-11-2026", size=0), "size must be"),
     ],
 )
@@ -196,6 +255,22 @@ def test_cli_rejects_an_unknown_fault():
     with pytest.raises(SystemExit):
         _args(["--faults", "meteor"])
     assert _args(["--faults", "slow", "--fault-rate", "slow=0.5"]).fault_rates == {"slow": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--faults", "slow", "--fault-rate", "slow=1.5"], "between 0 and 1"),
+        (["--faults", "slow", "--fault-rate", "slow=-0.1"], "between 0 and 1"),
+        (["--faults", "slow", "--fault-rate", "rate_limit=0.5"], "is not switched on"),
+    ],
+)
+def test_cli_rejects_a_fault_rate_it_cannot_apply(argv, message, capsys):
+    from nova_pipeline.simulator.__main__ import _args
+
+    with pytest.raises(SystemExit):
+        _args(argv)
+    assert message in capsys.readouterr().err
 
 
 def test_body_is_compact_json(simulator):
