@@ -128,6 +128,12 @@ def test_bad_items_are_quarantined_with_their_reason_and_totals_unchanged(
         faulty.sql("SELECT DISTINCT selector, page FROM call_sms_rejects")
     )
     assert all(path.endswith(f"{sel}.nonconforming.ndjson.zst") for sel, _, path in landed)
+    indexed = faulty.sql("SELECT selector, page, landing_file, line FROM call_sms_raw_pages")
+    files_of = {sel: {path for s, _, path, _ in indexed if s == sel} for sel, _, _ in landed}
+    assert all(len(files) == 2 for files in files_of.values()), "a pull's pages, in two files"
+    for selector, page, path, line in indexed:
+        record = json.loads(landed_lines(path)[line])
+        assert (record["selector"], record["page"]) == (selector, page), f"{path}:{line}"
 
 
 def test_a_high_reject_share_blocks_the_rollups(make_pipeline):
