@@ -211,9 +211,18 @@ def child(first: str, last: str) -> None:
                 begun[event.step_key] = entry.timestamp
             elif event.event_type_value == "STEP_SUCCESS":
                 steps[event.step_key] = entry.timestamp - begun[event.step_key]
-    raw = result.asset_materializations_for_node("call_sms_raw_pages")[0].metadata
-    events = result.asset_materializations_for_node("call_sms_events")[0].metadata
-    stages: dict[str, float] = {"fetch": raw["fetch_seconds"].value}
+    raw_days = [m.metadata for m in result.asset_materializations_for_node("call_sms_raw_pages")]
+    event_days = [
+        m.metadata
+        for m in result.asset_materializations_for_node("call_sms_events")
+        if m.asset_key == dg.AssetKey("call_sms_events")
+    ]
+
+    def run_total(days: list[dict], key: str) -> float:
+        """A figure of the whole run: each day's materialization holds that day's."""
+        return sum(day[key].value for day in days)
+
+    stages: dict[str, float] = {"fetch": raw_days[0]["fetch_seconds"].value}
     stages["index raw pages"] = steps["call_sms_raw_pages"] - stages["fetch"]
     for step, seconds in steps.items():
         name = STAGES.get(step, "checks")
@@ -222,10 +231,11 @@ def child(first: str, last: str) -> None:
     print(
         json.dumps(
             {
-                "events": events["dagster/row_count"].value,
-                "items_fetched": raw["items_all_pull"].value + raw["items_group_pulls"].value,
-                "body_mb": raw["body_mb"].value,
-                "landed_mb": raw["landed_mb"].value,
+                "events": run_total(event_days, "dagster/row_count"),
+                "items_fetched": run_total(raw_days, "items_all_pull")
+                + run_total(raw_days, "items_group_pulls"),
+                "body_mb": round(run_total(raw_days, "body_mb"), 2),
+                "landed_mb": round(run_total(raw_days, "landed_mb"), 2),
                 "seconds": total,
                 "stages": {k: round(v, 3) for k, v in stages.items()},
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -137,6 +137,18 @@ def check_evaluation(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCh
     return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
 
 
+def day_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, dict[str, object]]:
+    """Each day's materialization of `asset` in a run: {partition: {key: value}}."""
+    days = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        if materialization.asset_key == dg.AssetKey(asset):
+            days[materialization.partition] = {
+                key: value.value for key, value in materialization.metadata.items()
+            }
+    return days
+
+
 def table_rows(markdown: str) -> list[list[str]]:
     """The cells of a markdown table in metadata, below its header."""
     return [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()[2:]]

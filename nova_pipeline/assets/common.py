@@ -89,6 +89,19 @@ def landing_files(
     return [f for f, ok in rows if ok], [f for f, ok in rows if not ok]
 
 
+def add_daily_metadata(
+    context: dg.AssetExecutionContext,
+    by_day: Mapping[dt.date, Mapping[str, object]],
+    asset_key: str | None = None,
+) -> None:
+    """Each day's own figures on that day's materialization. A run of several days (the
+    daily run's four, a backfill's batch) records one materialization per day, and each
+    would otherwise carry the run's totals: the UI's partition view and metadata plots
+    would show a run's figures once per day of it."""
+    for day, figures in by_day.items():
+        context.add_asset_metadata(figures, asset_key=asset_key, partition_key=day.isoformat())
+
+
 def euro(value: Decimal | None) -> str:
     """Euro to the cent for display; the stored value keeps its 6 decimals."""
     return f"{(value or Decimal(0)).quantize(Decimal('0.01')):,.2f}"

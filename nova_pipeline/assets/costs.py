@@ -1,17 +1,22 @@
 """Costs layer: per-SIM and per-group daily cost, summed in DuckDB as exact decimals."""
 
+import datetime as dt
+from decimal import Decimal
+
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from nova_pipeline.assets.common import (
     DAILY_WAREHOUSE_STEP,
+    add_daily_metadata,
     euro,
     markdown_table,
     register_groups,
     sql_references,
     table_metadata,
 )
-from nova_pipeline.partitions import day_range
+from nova_pipeline.partitions import day_range, days_between
 from nova_pipeline.resources import FleetGroupsResource
 from nova_pipeline.transforms import costs as cost_sql
 from nova_pipeline.transforms.costs import (
@@ -23,16 +28,41 @@ from nova_pipeline.transforms.costs import (
 from nova_pipeline.warehouse import replace_days
 
 CHANGED_SIMS_SQL = """
-SELECT count(*) OVER (), day, sim_id, p.cost_eur, n.cost_eur
+CREATE OR REPLACE TEMP TABLE changed_sims AS
+SELECT day, sim_id, p.cost_eur AS previous, n.cost_eur AS now
 FROM previous_cost p
 FULL JOIN (SELECT day, sim_id, cost_eur FROM sim_daily_cost WHERE day BETWEEN $1 AND $2) n
     USING (day, sim_id)
 WHERE p.cost_eur IS DISTINCT FROM n.cost_eur
-ORDER BY day, sim_id
-LIMIT 50
 """
-"""The SIMs whose cost a re-run changed: how many, and the first 50 to show (bringing all
-of them into Python cost 0.15 s when every SIM of a million-event day changed)."""
+"""The SIMs whose cost a re-run changed. Only their count per day and the first 50 come
+into Python (all of them cost 0.15 s when every SIM of a million-event day changed)."""
+
+DAY_TOTALS_SQL = """
+SELECT day, count(*), sum(cost_eur) FROM {table} WHERE day BETWEEN ? AND ? GROUP BY day
+"""
+
+
+def day_totals(
+    con: duckdb.DuckDBPyConnection, table: str, start: dt.date, end: dt.date
+) -> dict[dt.date, dict[str, object]]:
+    """Each day's rows and euro in a cost table, for that day's materialization (a day
+    with no row: zeros)."""
+    found = {
+        day: (rows, cost)
+        for day, rows, cost in con.execute(
+            DAY_TOTALS_SQL.format(table=table), [start, end]
+        ).fetchall()
+    }
+    figures = {}
+    for day in days_between(start, end):
+        rows, cost = found.get(day, (0, Decimal(0)))
+        figures[day] = {
+            "dagster/row_count": rows,
+            "cost_eur": float(cost),
+            "cost_eur_exact": str(cost),
+        }
+    return figures
 
 
 @dg.asset(
@@ -45,8 +75,9 @@ of them into Python cost 0.15 s when every SIM of a million-event day changed)."
     description=(
         "Cost per SIM card per provider day, in euro: count and cost of calls, incoming "
         "and outgoing SMS and USSD requests, and the total. Sums are exact (DECIMAL). A "
-        "re-run after the provider re-rates or adds late records replaces the day; the "
-        "run's metadata says which SIMs' cost changed."
+        "re-run after the provider re-rates or adds late records replaces the day; each "
+        "day's materialization then gives its previous cost and how many SIMs' cost "
+        "changed, and `changes` the first 50 of the run. `top_sims` covers the run."
     ),
 )
 def sim_daily_cost(
@@ -59,7 +90,7 @@ def sim_daily_cost(
             "FROM sim_daily_cost WHERE day BETWEEN ? AND ?",
             [start, end],
         )
-        counts = replace_days(
+        replace_days(
             con,
             start,
             end,
@@ -69,34 +100,37 @@ def sim_daily_cost(
                 ),
             },
         )
-        total, previous_total, had_previous = con.execute(
-            "SELECT (SELECT sum(cost_eur) FROM sim_daily_cost WHERE day BETWEEN $s AND $e), "
-            "(SELECT sum(cost_eur) FROM previous_cost), (SELECT count(*) > 0 FROM previous_cost)",
-            {"s": start, "e": end},
-        ).fetchone()
-        changed = con.execute(CHANGED_SIMS_SQL, [start, end]).fetchall() if had_previous else []
+        by_day = day_totals(con, "sim_daily_cost", start, end)
+        previous = dict(
+            con.execute("SELECT day, sum(cost_eur) FROM previous_cost GROUP BY day").fetchall()
+        )
+        if previous:
+            con.execute(CHANGED_SIMS_SQL, [start, end])
+            changed_per_day = dict(
+                con.execute("SELECT day, count(*) FROM changed_sims GROUP BY day").fetchall()
+            )
+            changed = con.execute(
+                "SELECT day, sim_id, previous, now FROM changed_sims ORDER BY day, sim_id LIMIT 50"
+            ).fetchall()
         top = con.execute(TOP_SIMS_SQL, [start, end]).fetchall()
     metadata = {
-        "dagster/row_count": counts["sim_daily_cost"],
-        "cost_eur": float(total or 0),
-        "cost_eur_exact": str(total or 0),
         "top_sims": markdown_table(
             ["sim_id", "name", "iccid", "events", "cost €"],
             [(s, n or "", i, e, euro(c)) for s, n, i, e, c in top],
         ),
     }
-    if had_previous:
-        metadata |= {
-            "previous_cost_eur_exact": str(previous_total or 0),
-            "sims_changed": changed[0][0] if changed else 0,
-            "changes": markdown_table(
-                ["day", "sim_id", "previous €", "now €"],
-                [
-                    (d, s, euro(p) if p is not None else "—", euro(n) if n is not None else "—")
-                    for _, d, s, p, n in changed
-                ],
-            ),
-        }
+    if previous:
+        for day, figures in by_day.items():
+            figures["previous_cost_eur_exact"] = str(previous[day]) if day in previous else "none"
+            figures["sims_changed"] = changed_per_day.get(day, 0)
+        metadata["changes"] = markdown_table(
+            ["day", "sim_id", "previous €", "now €"],
+            [
+                (d, s, euro(p) if p is not None else "—", euro(n) if n is not None else "—")
+                for d, s, p, n in changed
+            ],
+        )
+    add_daily_metadata(context, by_day)
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -114,7 +148,8 @@ def sim_daily_cost(
         "Cost per configured SIM group per provider day, in euro, with the same per-type "
         "counts and costs, plus one 'ungrouped' row (group_id NULL) for SIMs in no "
         "configured group. With disjoint groups the rows of a day add up to the account's "
-        "total for that day; an idle group has a row of zeros."
+        "total for that day; an idle group has a row of zeros. Each day's materialization "
+        "has that day's rows and euro; `groups` covers the run."
     ),
 )
 def group_daily_cost(
@@ -123,7 +158,7 @@ def group_daily_cost(
     start, end = day_range(context)
     with duckdb.get_connection() as con:
         register_groups(con, fleet_groups.as_map())
-        counts = replace_days(
+        replace_days(
             con,
             start,
             end,
@@ -133,13 +168,10 @@ def group_daily_cost(
                 ),
             },
         )
+        add_daily_metadata(context, day_totals(con, "group_daily_cost", start, end))
         per_group = con.execute(GROUP_TOTALS_SQL, [start, end]).fetchall()
-    total = sum((row[4] for row in per_group), start=0)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": counts["group_daily_cost"],
-            "cost_eur": float(total),
-            "cost_eur_exact": str(total),
             "groups": markdown_table(
                 ["group", "name", "max active SIMs a day", "events", "cost €"],
                 [(g if g is not None else "—", n, a, e, euro(c)) for g, n, a, e, c in per_group],

@@ -1,5 +1,7 @@
 """Events layer: typed events, quarantined items and group membership, from the raw pages."""
 
+import datetime as dt
+from collections import Counter
 from collections.abc import Iterator
 
 import dagster as dg
@@ -8,6 +10,7 @@ from duckdb import DuckDBPyConnection
 
 from nova_pipeline.assets.common import (
     DAILY_WAREHOUSE_STEP,
+    add_daily_metadata,
     euro,
     landing_files,
     markdown_table,
@@ -15,7 +18,7 @@ from nova_pipeline.assets.common import (
     sql_references,
     table_metadata,
 )
-from nova_pipeline.partitions import DAILY, day_range
+from nova_pipeline.partitions import DAILY, day_range, days_between
 from nova_pipeline.resources import FleetGroupsResource
 from nova_pipeline.transforms import events as event_sql
 from nova_pipeline.transforms.events import (
@@ -56,7 +59,8 @@ RAW = dg.AssetKey("call_sms_raw_pages")
                 "A sid served twice, on two pages or on two days, is kept once and counted "
                 "(a copy already stored for another day wins). Items whose "
                 "timestamp falls outside the requested day in NOVA_TIMEZONE are kept and "
-                "flagged `out_of_window`."
+                "flagged `out_of_window`. Each day's materialization has that day's figures; "
+                "`per_day` gives every day of the run."
             ),
         ),
         dg.AssetSpec(
@@ -72,7 +76,9 @@ RAW = dg.AssetKey("call_sms_raw_pages")
                 "Quarantine: every item (of any pull) that breaks the API contract — a "
                 "missing or null field, a wrong type, an unknown `type`, a negative cost, a number "
                 "too large to store, a time outside the years 1-9999 — verbatim, "
-                "with every rule it broke and the day, pull and page it came from."
+                "with every rule it broke and the day, pull and page it came from. Each "
+                "day's materialization has that day's count; `per_day` gives every day of "
+                "the run with the items judged."
             ),
         ),
     ],
@@ -101,7 +107,7 @@ def call_sms_events(
                 [start, end],
             ).fetchall()
         )
-        counts = replace_days(
+        replace_days(
             con,
             start,
             end,
@@ -123,7 +129,32 @@ def call_sms_events(
             day,
             kept_day,
         )
-    total_cost = sum((row[2] or 0 for row in summary), start=0)
+    # A day whose pull came back empty has no raw page, so no summary row: it gets zeros.
+    by_day = {row[0]: row for row in summary}
+    summary = [by_day.get(d, (d, 0, None, 0, 0, 0, 0, 0)) for d in days_between(start, end)]
+    kept: Counter[dt.date] = Counter()
+    for day, _, count in kept_elsewhere:
+        kept[day] += count
+    add_daily_metadata(
+        context,
+        {
+            day: {
+                "dagster/row_count": events,
+                "cost_eur": float(cost or 0),
+                "cost_eur_exact": str(cost or 0),
+                "previous_cost_eur_exact": str(previous[day]) if day in previous else "none",
+                "duplicates_collapsed": duplicates,
+                "duplicates_kept_on_another_day": kept[day],
+                "out_of_window": out_of_window,
+                "items_with_extra_fields": extra,
+            }
+            for day, events, cost, out_of_window, _, duplicates, extra, _ in summary
+        },
+        asset_key="call_sms_events",
+    )
+    add_daily_metadata(
+        context, {row[0]: {"dagster/row_count": row[4]} for row in summary}, "call_sms_rejects"
+    )
     rows = [
         (
             day,
@@ -140,14 +171,6 @@ def call_sms_events(
     yield dg.MaterializeResult(
         asset_key="call_sms_events",
         metadata={
-            "dagster/row_count": counts["call_sms_events"],
-            "cost_eur": float(total_cost),
-            "cost_eur_exact": str(total_cost),
-            "previous_cost_eur_exact": str(sum(previous.values(), start=0)) if previous else "none",
-            "duplicates_collapsed": sum(row[5] for row in summary),
-            "duplicates_kept_on_another_day": sum(row[2] for row in kept_elsewhere),
-            "out_of_window": sum(row[3] for row in summary),
-            "items_with_extra_fields": sum(row[6] for row in summary),
             "per_day": markdown_table(
                 [
                     "day",
@@ -166,7 +189,6 @@ def call_sms_events(
     yield dg.MaterializeResult(
         asset_key="call_sms_rejects",
         metadata={
-            "dagster/row_count": counts["call_sms_rejects"],
             "per_day": markdown_table(
                 ["day", "rejects", "items (all pulls)"],
                 [(row[0], row[4], row[7]) for row in summary],
@@ -188,7 +210,8 @@ def call_sms_events(
     description=(
         "Which SIMs belong to which configured group (NOVA_GROUPS) on each day, as the "
         "API's own `g_<id>` pull of that day returned them. A SIM with no activity in a "
-        "day does not appear that day."
+        "day does not appear that day. Each day's materialization has that day's row "
+        "count; `per_group` covers the run."
     ),
 )
 def sim_group_membership(
@@ -199,17 +222,24 @@ def sim_group_membership(
     with duckdb.get_connection() as con:
         register_groups(con, groups)
         stage_group_items(con, *landing_files(con, start, end, "g\\_%"))
-        counts = replace_days(
-            con, start, end, {"sim_group_membership": lambda c: c.execute(MEMBERSHIP_SQL)}
+        replace_days(con, start, end, {"sim_group_membership": lambda c: c.execute(MEMBERSHIP_SQL)})
+        rows = dict(
+            con.execute(
+                "SELECT day, count(*) FROM sim_group_membership WHERE day BETWEEN ? AND ? "
+                "GROUP BY day",
+                [start, end],
+            ).fetchall()
         )
         per_group = con.execute(
             "SELECT group_id, any_value(group_name), count(DISTINCT sim_id) "
             "FROM sim_group_membership WHERE day BETWEEN ? AND ? GROUP BY 1 ORDER BY 1",
             [start, end],
         ).fetchall()
+    add_daily_metadata(
+        context, {day: {"dagster/row_count": rows.get(day, 0)} for day in days_between(start, end)}
+    )
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": counts["sim_group_membership"],
             "groups_configured": len(groups),
             "per_group": markdown_table(["group", "name", "SIMs seen"], per_group),
         }

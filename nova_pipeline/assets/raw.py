@@ -2,15 +2,19 @@
 
 import dataclasses
 import time
-from collections import Counter
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from nova_pipeline.assets.common import DAILY_WAREHOUSE_STEP, markdown_table, table_metadata
+from nova_pipeline.assets.common import (
+    DAILY_WAREHOUSE_STEP,
+    add_daily_metadata,
+    markdown_table,
+    table_metadata,
+)
 from nova_pipeline.landing import PageRecord
 from nova_pipeline.partitions import day_range, days_between
-from nova_pipeline.pull import pull_days
+from nova_pipeline.pull import DayPull, pull_days
 from nova_pipeline.resources import FleetGroupsResource, LandingZoneResource, NovaApiResource
 from nova_pipeline.warehouse import replace_days
 
@@ -21,6 +25,23 @@ INSERT_PAGES_SQL = (
 )
 """Page records passed as one list per column (no DataFrame: pandas alone would add about
 45 MB to every run's memory)."""
+
+
+def day_figures(pulled: DayPull) -> dict[str, object]:
+    """What one day's pull fetched and landed, for that day's materialization."""
+    return {
+        "dagster/row_count": pulled.pages,
+        "pages": pulled.pages,
+        "pages_nonconforming": sum(not r.conforms for r in pulled.records),
+        "items_all_pull": pulled.items(),
+        "items_group_pulls": pulled.group_items,
+        "body_mb": round(pulled.body_bytes / 1e6, 2),
+        "landed_mb": round(pulled.landed_bytes / 1e6, 2),
+        "requests": pulled.requests,
+        "retries": pulled.retries,
+        "rate_limited_429": pulled.retry_reasons["HTTP 429"],
+        "retry_reasons": dg.MetadataValue.json(dict(pulled.retry_reasons)),
+    }
 
 
 @dg.asset(
@@ -37,7 +58,9 @@ INSERT_PAGES_SQL = (
         "any item that breaks the contract in a `.nonconforming` file of its own); this "
         "table indexes them with the request, attempts and retry reasons of each page, so every "
         "number downstream can be traced to the page it came from. The API is fetched "
-        "before the warehouse is opened; a failed pull writes nothing."
+        "before the warehouse is opened; a failed pull writes nothing. Each day's "
+        "materialization has that day's figures; `per_day`, `days`, `fetch_seconds` and "
+        "`empty_days` describe the run it was part of."
     ),
 )
 def call_sms_raw_pages(
@@ -65,7 +88,7 @@ def call_sms_raw_pages(
     columns = {c: [getattr(r, c) for r in records] for c in PAGE_COLUMNS}
     try:
         with duckdb.get_connection() as con:
-            counts = replace_days(
+            replace_days(
                 con,
                 start,
                 end,
@@ -78,7 +101,7 @@ def call_sms_raw_pages(
     for pulled in pulls:
         landing.prune(pulled.day, keep=pulled.fetch_dir)
 
-    reasons = sum((p.retry_reasons for p in pulls), start=Counter())
+    add_daily_metadata(context, {p.day: day_figures(p) for p in pulls})
     empty_days = [p.day.isoformat() for p in pulls if p.items() == 0]
     if empty_days:
         context.log.warning(
@@ -88,18 +111,7 @@ def call_sms_raw_pages(
         )
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": counts["call_sms_raw_pages"],
             "days": len(pulls),
-            "pages": sum(p.pages for p in pulls),
-            "pages_nonconforming": sum(not r.conforms for r in records),
-            "items_all_pull": sum(p.items() for p in pulls),
-            "items_group_pulls": sum(p.group_items for p in pulls),
-            "body_mb": round(sum(p.body_bytes for p in pulls) / 1e6, 2),
-            "landed_mb": round(sum(p.landed_bytes for p in pulls) / 1e6, 2),
-            "requests": sum(p.requests for p in pulls),
-            "retries": sum(p.retries for p in pulls),
-            "rate_limited_429": reasons["HTTP 429"],
-            "retry_reasons": dg.MetadataValue.json(dict(reasons)),
             "empty_days": dg.MetadataValue.json(empty_days),
             "fetch_seconds": round(fetch_seconds, 2),
             "per_day": markdown_table(
