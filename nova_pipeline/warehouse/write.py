@@ -37,9 +37,9 @@ def replace_days(
     start: dt.date,
     end: dt.date,
     writes: dict[str, Callable[[duckdb.DuckDBPyConnection], None]],
-) -> dict[str, int]:
+) -> None:
     """For each table: delete its rows of `start..end` and run its insert, all in one
-    transaction. Returns the rows each table now holds for those days."""
+    transaction."""
     for table in writes:
         if table not in TABLES:
             raise ValueError(f"unknown table {table}")
@@ -49,14 +49,7 @@ def replace_days(
             con.execute(f"DELETE FROM {table} WHERE day BETWEEN ? AND ?", [start, end])
             insert(con)
         _pause_for_tests(list(writes))
-        counts = {
-            table: con.execute(
-                f"SELECT count(*) FROM {table} WHERE day BETWEEN ? AND ?", [start, end]
-            ).fetchone()[0]
-            for table in writes
-        }
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return counts

@@ -86,8 +86,8 @@ def test_replace_days_rolls_back_every_table_on_error(tmp_path):
         )
     assert con.execute("SELECT count(*) FROM sim_group_membership").fetchone() == (1,)
     assert con.execute("SELECT reason FROM call_sms_rejects").fetchall() == [("old",)]
-    counts = replace_days(con, DAY, DAY + dt.timedelta(1), {"sim_group_membership": lambda c: None})
-    assert counts == {"sim_group_membership": 0}
+    replace_days(con, DAY, DAY + dt.timedelta(1), {"sim_group_membership": lambda c: None})
+    assert con.execute("SELECT count(*) FROM sim_group_membership").fetchone() == (0,)
     with pytest.raises(ValueError, match="unknown table call_sms_rejects; DROP"):
         replace_days(con, DAY, DAY, {"call_sms_rejects; DROP": lambda c: None})
     assert con.execute("SELECT reason FROM call_sms_rejects").fetchall() == [("old",)]
