@@ -12,7 +12,7 @@ from types import ModuleType
 import dagster as dg
 import duckdb
 
-from nova_pipeline.partitions import BACKFILL, DAILY
+from nova_pipeline.partitions import BACKFILL, DAILY, days_between
 from nova_pipeline.warehouse import TABLES
 
 DUCKDB_POOL = "duckdb"
@@ -100,6 +100,29 @@ def add_daily_metadata(
     would show a run's figures once per day of it."""
     for day, figures in by_day.items():
         context.add_asset_metadata(figures, asset_key=asset_key, partition_key=day.isoformat())
+
+
+def day_totals(
+    con: duckdb.DuckDBPyConnection, table: str, start: dt.date, end: dt.date
+) -> dict[dt.date, dict[str, object]]:
+    """Each day's rows of a table (and euro, for a table with `cost_eur`) over `start..end`,
+    for that day's materialization; a day with no row gets zeros."""
+    has_cost = any(c.name == "cost_eur" for c in TABLES[table])
+    found = {
+        day: figures
+        for day, *figures in con.execute(
+            f"SELECT day, count(*){', sum(cost_eur)' if has_cost else ''} FROM {table} "
+            "WHERE day BETWEEN ? AND ? GROUP BY day",
+            [start, end],
+        ).fetchall()
+    }
+    totals: dict[dt.date, dict[str, object]] = {}
+    for day in days_between(start, end):
+        rows, *cost = found.get(day, (0, Decimal(0)))
+        totals[day] = {"dagster/row_count": rows}
+        if has_cost:
+            totals[day] |= {"cost_eur": float(cost[0]), "cost_eur_exact": str(cost[0])}
+    return totals
 
 
 def euro(value: Decimal | None) -> str:

@@ -1,22 +1,19 @@
 """Costs layer: per-SIM and per-group daily cost, summed in DuckDB as exact decimals."""
 
-import datetime as dt
-from decimal import Decimal
-
 import dagster as dg
-import duckdb
 from dagster_duckdb import DuckDBResource
 
 from nova_pipeline.assets.common import (
     DAILY_WAREHOUSE_STEP,
     add_daily_metadata,
+    day_totals,
     euro,
     markdown_table,
     register_groups,
     sql_references,
     table_metadata,
 )
-from nova_pipeline.partitions import day_range, days_between
+from nova_pipeline.partitions import day_range
 from nova_pipeline.resources import FleetGroupsResource
 from nova_pipeline.transforms import costs as cost_sql
 from nova_pipeline.transforms.costs import (
@@ -37,32 +34,6 @@ WHERE p.cost_eur IS DISTINCT FROM n.cost_eur
 """
 """The SIMs whose cost a re-run changed. Only their count per day and the first 50 come
 into Python (all of them cost 0.15 s when every SIM of a million-event day changed)."""
-
-DAY_TOTALS_SQL = """
-SELECT day, count(*), sum(cost_eur) FROM {table} WHERE day BETWEEN ? AND ? GROUP BY day
-"""
-
-
-def day_totals(
-    con: duckdb.DuckDBPyConnection, table: str, start: dt.date, end: dt.date
-) -> dict[dt.date, dict[str, object]]:
-    """Each day's rows and euro in a cost table, for that day's materialization (a day
-    with no row: zeros)."""
-    found = {
-        day: (rows, cost)
-        for day, rows, cost in con.execute(
-            DAY_TOTALS_SQL.format(table=table), [start, end]
-        ).fetchall()
-    }
-    figures = {}
-    for day in days_between(start, end):
-        rows, cost = found.get(day, (0, Decimal(0)))
-        figures[day] = {
-            "dagster/row_count": rows,
-            "cost_eur": float(cost),
-            "cost_eur_exact": str(cost),
-        }
-    return figures
 
 
 @dg.asset(

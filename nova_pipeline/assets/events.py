@@ -11,6 +11,7 @@ from duckdb import DuckDBPyConnection
 from nova_pipeline.assets.common import (
     DAILY_WAREHOUSE_STEP,
     add_daily_metadata,
+    day_totals,
     euro,
     landing_files,
     markdown_table,
@@ -223,21 +224,12 @@ def sim_group_membership(
         register_groups(con, groups)
         stage_group_items(con, *landing_files(con, start, end, "g\\_%"))
         replace_days(con, start, end, {"sim_group_membership": lambda c: c.execute(MEMBERSHIP_SQL)})
-        rows = dict(
-            con.execute(
-                "SELECT day, count(*) FROM sim_group_membership WHERE day BETWEEN ? AND ? "
-                "GROUP BY day",
-                [start, end],
-            ).fetchall()
-        )
+        add_daily_metadata(context, day_totals(con, "sim_group_membership", start, end))
         per_group = con.execute(
             "SELECT group_id, any_value(group_name), count(DISTINCT sim_id) "
             "FROM sim_group_membership WHERE day BETWEEN ? AND ? GROUP BY 1 ORDER BY 1",
             [start, end],
         ).fetchall()
-    add_daily_metadata(
-        context, {day: {"dagster/row_count": rows.get(day, 0)} for day in days_between(start, end)}
-    )
     return dg.MaterializeResult(
         metadata={
             "groups_configured": len(groups),
