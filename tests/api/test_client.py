@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from nova_pipeline.api import (
+    ApiResponseError,
     AuthError,
     ClientConfig,
     Endpoint,
@@ -138,8 +139,12 @@ def test_ignore_page_raises_a_clear_error_instead_of_looping(start_simulator):
 
 
 def test_page_cap_stops_a_runaway_query(simulator):
-    with pytest.raises(TooManyPagesError, match="NOVA_MAX_PAGES"):
-        fetch(simulator, page_size=10, max_pages=3)
+    with (
+        client_for(simulator, page_size=10, max_pages=3) as client,
+        pytest.raises(TooManyPagesError, match=r"after 3 pages.*NOVA_MAX_PAGES"),
+    ):
+        list(client.pages(DAY, DAY))
+    assert client.stats.requests == 3
 
 
 def test_wrong_token_fails_at_once_naming_the_setting_not_the_token(start_simulator, caplog):
@@ -212,14 +217,14 @@ def test_endpoint_speaks_through_any_httpx_transport():
         body = gzip.compress(b'{"code":500,"message":"maintenance"}')
         return httpx.Response(200, content=body, headers={"Content-Encoding": "gzip"})
 
-    endpoint = Endpoint(
-        "http://nova.test/api/", token=TOKEN, transport=httpx.MockTransport(handler)
-    )
-    from nova_pipeline.api import ApiResponseError
-
-    with NovaClient(endpoint) as client, pytest.raises(ApiResponseError, match="maintenance"):
-        client.fetch_page(DAY, DAY, "all", 0)
-    [request] = seen
+    for token in (TOKEN, ""):
+        endpoint = Endpoint(
+            "http://nova.test/api/", token=token, transport=httpx.MockTransport(handler)
+        )
+        with NovaClient(endpoint) as client, pytest.raises(ApiResponseError, match="maintenance"):
+            client.fetch_page(DAY, DAY, "all", 0)
+    request, tokenless = seen
+    assert "Authorization" not in tokenless.headers
     assert request.method == "POST"
     assert str(request.url) == "http://nova.test/api/report/call_sms"
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
@@ -306,6 +311,56 @@ def test_a_403_is_a_refused_token_and_a_4xx_without_json_shows_its_body():
         pytest.raises(RequestRejected, match=r"HTTP 404 .*: <html>404 Not Found: /api/"),
     ):
         client.fetch_page(DAY, DAY, "all", 0)
+    listed = httpx.Response(400, json=["filter.start is required"])
+    with (
+        answered_by(listed) as client,
+        pytest.raises(RequestRejected, match=r'HTTP 400 .*: \["filter.start is required"\]'),
+    ):
+        client.fetch_page(DAY, DAY, "all", 0)
+
+
+def test_a_body_code_other_than_200_is_an_error_and_no_result_ends_the_query():
+    refused = httpx.Response(200, json={"code": 0, "message": "quota exceeded"})
+    with (
+        answered_by(refused) as client,
+        pytest.raises(ApiResponseError, match=r"body code 0 .*: quota exceeded"),
+    ):
+        client.fetch_page(DAY, DAY, "all", 0)
+    empty = httpx.Response(200, json={"code": 200, "message": "ok", "result": None})
+    with answered_by(empty) as client:
+        assert list(client.pages(DAY, DAY)) == []
+    assert client.stats.requests == 1
+
+
+def test_no_wait_passes_the_retry_deadline(monkeypatch):
+    """On a clock the test moves (each attempt 0.2 s, each wait the server's 1 s): the
+    client gives up when the next wait would end past the deadline, not after it."""
+    import nova_pipeline.api.client as client_module
+
+    class Clock:
+        now = 0.0
+
+        def monotonic(self) -> float:
+            return self.now
+
+        def sleep(self, seconds: float) -> None:
+            self.now += seconds
+
+    clock = Clock()
+    monkeypatch.setattr(client_module, "time", clock)
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        clock.now += 0.2
+        return httpx.Response(503, headers={"Retry-After": "1"})
+
+    policy = RetryPolicy(max_attempts=10, deadline_s=2.3)
+    endpoint = Endpoint("http://nova.test/api", transport=httpx.MockTransport(busy))
+    with (
+        NovaClient(endpoint, ClientConfig(retry=policy)) as client,
+        pytest.raises(RetriesExhausted, match=r"after 2 attempts, the next wait \(1.0 s\)"),
+    ):
+        client.fetch_page(DAY, DAY, "all", 0)
+    assert clock.now == pytest.approx(1.4)
 
 
 def test_the_url_is_questioned_only_when_no_attempt_reached_the_server():
