@@ -30,7 +30,7 @@ class NovaApiResource(dg.ConfigurableResource):
     read_timeout_s: float = Settings.read_timeout_s
     max_attempts: int = Settings.max_attempts
     retry_deadline_s: float = Settings.retry_deadline_s
-    backoff_base_s: float = 0.5
+    backoff_base_s: float = RetryPolicy.backoff_base_s
     fetch_concurrency: int = Field(
         default=Settings.fetch_concurrency, description="Days fetched at once in one run"
     )
@@ -88,12 +88,13 @@ class WarehouseResource(DuckDBResource):
     and with insertion order not preserved, a day streams and spills instead of growing
     with the day (725 MB peak for 1M events uncapped). Its progress bar is not printed: on
     a query over 2 s DuckDB draws it on stdout, which Dagster keeps as the step's log. A
-    file held by another process is waited for (`lock_wait_s`), then reported by name."""
+    file held by another process is waited for (NOVA_DUCKDB_LOCK_WAIT), then reported by
+    name."""
 
     threads: int = Settings.duckdb_threads
     memory_limit_mb: int = Settings.duckdb_memory_mb
     lock_wait_s: float = Field(
-        default=120.0,
+        default=Settings.duckdb_lock_wait_s,
         description="How long a step waits for another process (a DuckDB session, "
         "`make demo`) to let go of the file before it fails",
     )
@@ -120,11 +121,11 @@ class WarehouseResource(DuckDBResource):
             if time.monotonic() >= deadline:
                 raise WarehouseBusyError(
                     f"the warehouse {self.database} stayed held by another process, "
-                    f"{holder}, for the {self.lock_wait_s:.0f} s this step waited. DuckDB "
-                    "lets one process at a time write the file, and a session open on it, "
-                    "even read-only, keeps the pipeline out: close that session (or work on "
-                    "a copy, README: Reading the numbers) and re-execute the run from its "
-                    "failure. This step wrote nothing."
+                    f"{holder}, for the {self.lock_wait_s:.0f} s this step waited "
+                    "(NOVA_DUCKDB_LOCK_WAIT). DuckDB lets one process at a time write the "
+                    "file, and a session open on it, even read-only, keeps the pipeline out: "
+                    "close that session (or work on a copy, README: Reading the numbers) and "
+                    "re-execute the run from its failure. This step wrote nothing."
                 )
             if not warned:
                 dg.get_dagster_logger().warning(
@@ -170,5 +171,6 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             database=str(settings.duckdb_path),
             threads=settings.duckdb_threads,
             memory_limit_mb=settings.duckdb_memory_mb,
+            lock_wait_s=settings.duckdb_lock_wait_s,
         ),
     }

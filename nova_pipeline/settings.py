@@ -63,6 +63,7 @@ class Settings:
     duckdb_path: Path = Path("data/nova.duckdb")
     duckdb_threads: int = 2
     duckdb_memory_mb: int = 256
+    duckdb_lock_wait_s: float = 120.0
     lookback_days: int = 3
     schedule_time: str = "06:30"
     freshness_deadline: str = "09:00"
@@ -196,6 +197,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             max(DUCKDB_MIN_DEFAULT_MEMORY_MB, DUCKDB_MEMORY_MB_PER_THREAD * threads),
             minimum=64,
         ),
+        duckdb_lock_wait_s=_float(env, "NOVA_DUCKDB_LOCK_WAIT", Settings.duckdb_lock_wait_s),
         lookback_days=_int(env, "NOVA_LOOKBACK_DAYS", Settings.lookback_days, minimum=0),
         schedule_time=_clock_time(env, "NOVA_SCHEDULE_TIME", Settings.schedule_time),
         freshness_deadline=_clock_time(env, "NOVA_FRESHNESS_DEADLINE", Settings.freshness_deadline),

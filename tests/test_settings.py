@@ -63,6 +63,7 @@ def test_duckdb_gets_memory_for_each_of_its_threads():
         ({"NOVA_RETRY_DEADLINE": "soon"}, "NOVA_RETRY_DEADLINE: 'soon' is not a number"),
         ({"NOVA_DUCKDB_THREADS": "0"}, "NOVA_DUCKDB_THREADS: 0 is below the minimum 1"),
         ({"NOVA_DUCKDB_MEMORY_MB": "32"}, "NOVA_DUCKDB_MEMORY_MB: 32 is below the minimum 64"),
+        ({"NOVA_DUCKDB_LOCK_WAIT": "-5"}, "NOVA_DUCKDB_LOCK_WAIT: -5.0 must be positive"),
     ],
 )
 def test_a_bad_setting_names_itself(env, message):
@@ -101,6 +102,7 @@ def test_every_setting_of_the_api_and_warehouse_reaches_its_resource(tmp_path):
             "NOVA_DUCKDB_PATH": str(tmp_path / "elsewhere.duckdb"),
             "NOVA_DUCKDB_THREADS": "1",
             "NOVA_DUCKDB_MEMORY_MB": "300",
+            "NOVA_DUCKDB_LOCK_WAIT": "600",
         }
     )
     resources = build_resources(settings)
@@ -116,6 +118,7 @@ def test_every_setting_of_the_api_and_warehouse_reaches_its_resource(tmp_path):
     assert resources["fleet_groups"].as_map() == {7: "Trackers", 9: "Vans"}
     assert resources["landing_zone"].landing().root == tmp_path / "data" / "landing" / "call_sms"
     warehouse = resources["duckdb"]
+    assert warehouse.lock_wait_s == 600
     with warehouse.get_connection() as con:
         assert con.execute(
             "SELECT current_setting('threads'), current_setting('memory_limit'), "

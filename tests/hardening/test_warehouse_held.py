@@ -68,7 +68,7 @@ def test_a_session_left_open_fails_the_run_naming_it_and_keeps_the_day(make_pipe
     assert error.cls_name == "WarehouseBusyError"
     assert f"the warehouse {warehouse.database} stayed held by another process" in error.message
     assert f"(PID {holder.pid})" in error.message
-    assert "for the 2 s this step waited" in error.message
+    assert "for the 2 s this step waited (NOVA_DUCKDB_LOCK_WAIT)" in error.message
     assert "re-execute the run" in error.message
     assert pipeline.sql("SELECT * FROM call_sms_raw_pages ORDER BY ALL") == pages_before
     assert snapshot(pipeline) == before
