@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -125,3 +126,20 @@ def test_every_setting_of_the_api_and_warehouse_reaches_its_resource(tmp_path):
             "current_setting('TimeZone')"
         ).fetchone() == (1, "286.1 MiB", "UTC")
     assert (tmp_path / "elsewhere.duckdb").exists()
+
+
+def test_every_variable_read_is_in_the_readme_table():
+    """An operator learns the settings from the README's table: each variable that
+    `load_settings` reads is there, and the table names none it does not read."""
+
+    asked: set[str] = set()
+
+    class Recording(dict):
+        def get(self, key, default=None):
+            asked.add(key)
+            return super().get(key, default)
+
+    load_settings(Recording())
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    rows = re.findall(r"^\| `(NOVA_\w+)`(?: / `(NOVA_\w+)`)? \|", readme, re.MULTILINE)
+    assert {name for row in rows for name in row if name} == asked
