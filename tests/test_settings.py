@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from nova_pipeline.resources import NovaApiResource, build_resources
+from nova_pipeline.schedules import days_for_tick
 from nova_pipeline.settings import SettingsError, load_settings, parse_groups
 
 
@@ -46,15 +48,30 @@ def test_duckdb_gets_memory_for_each_of_its_threads():
     assert default.duckdb_memory_mb == max(256, 128 * default.duckdb_threads)
 
 
+def test_duckdb_takes_at_most_four_cores_by_default(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    big = load_settings({})
+    assert (big.duckdb_threads, big.duckdb_memory_mb) == (4, 512)
+
+
+def test_a_lookback_of_zero_pulls_yesterday_alone():
+    settings = load_settings({"NOVA_LOOKBACK_DAYS": "0"})
+    tick = dt.datetime(2026, 11, 19, 1, 30, tzinfo=dt.UTC)
+    day = dt.date(2026, 11, 18)
+    assert days_for_tick(tick, settings.timezone, settings.lookback_days) == (day, day)
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"NOVA_GROUPS": "Trackers"}, "NOVA_GROUPS: 'Trackers' is not `<id>=<name>`"),
         ({"NOVA_GROUPS": "1=A,1=B"}, "NOVA_GROUPS: group id 1 is given twice"),
+        ({"NOVA_GROUPS": "1=Trackers,2="}, "NOVA_GROUPS: '2=' is not `<id>=<name>`"),
         ({"NOVA_TIMEZONE": "Mars/Olympus"}, "NOVA_TIMEZONE: 'Mars/Olympus' is not a known"),
         ({"NOVA_START_DATE": "2999-01-01"}, "NOVA_START_DATE: 2999-01-01 is not in the past"),
         ({"NOVA_START_DATE": "01.01.2024"}, "NOVA_START_DATE: '01.01.2024' is not a date"),
         ({"NOVA_API_URL": "ftp://x"}, "NOVA_API_URL: 'ftp://x' is not an http(s) URL"),
+        ({"NOVA_API_URL": "https:///api"}, "NOVA_API_URL: 'https:///api' is not an http(s) URL"),
         ({"NOVA_PAGE_SIZE": "lots"}, "NOVA_PAGE_SIZE: 'lots' is not a whole number"),
         ({"NOVA_PAGE_SIZE": "0"}, "NOVA_PAGE_SIZE: 0 is below the minimum 1"),
         ({"NOVA_SCHEDULE_TIME": "25:00"}, "NOVA_SCHEDULE_TIME: '25:00' is not a time of day"),
