@@ -112,6 +112,7 @@ def test_bad_items_are_quarantined_with_their_reason_and_totals_unchanged(
     assert not share.passed and DAY_KEY in share.description
     events = result.asset_materializations_for_node("call_sms_events")[0].metadata
     assert events["duplicates_collapsed"].value == 0, "a quarantined item is no duplicate"
+    assert events["items_with_extra_fields"].value == 0, "a bad item is no schema drift"
     landed = faulty.sql(
         "SELECT selector, page, landing_file FROM call_sms_raw_pages WHERE NOT conforms"
     )
