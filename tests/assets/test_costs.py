@@ -102,6 +102,24 @@ def test_an_idle_group_gets_a_row_of_zeros(start_simulator, make_pipeline):
     ) == [(0, 0, Decimal(0))]
 
 
+def test_a_day_puts_a_sim_in_the_groups_that_returned_it_that_day(make_pipeline):
+    """NOVA_GROUPS narrowed to one group after a day was stored: the next day, the SIMs of
+    the dropped groups are 'ungrouped', not lost because a group held them the day before."""
+    pipeline = make_pipeline()
+    pipeline.run((DAY - dt.timedelta(days=1)).isoformat())
+    pipeline.reconfigure("fleet_groups", groups="1=Trackers")
+    pipeline.run(DAY_KEY)
+    expected_cost, _ = independent_costs(pipeline.sim.api_url)
+    group_of = {s.id: s.group_id for s in pipeline.sim.simulator.dataset.sims}
+    expected: dict[int | None, Decimal] = defaultdict(Decimal)
+    for sim_id, cost in expected_cost.items():
+        expected[1 if group_of[sim_id] == 1 else None] += cost
+    assert len({group_of[s] for s in expected_cost} - {1, None}) >= 2, "SIMs of dropped groups"
+    assert dict(
+        pipeline.sql("SELECT group_id, cost_eur FROM group_daily_cost WHERE day = ?", DAY)
+    ) == dict(expected)
+
+
 def per_day_costs(result) -> list[str]:
     """The day, its cost and its previous cost, as the events' per-day table shows them."""
     meta = result.asset_materializations_for_node("call_sms_events")[0].metadata
