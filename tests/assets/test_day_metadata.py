@@ -83,6 +83,7 @@ def test_a_rerun_gives_each_day_its_previous_cost_and_changed_sims(make_pipeline
     pipeline.run(DAYS[0], DAYS[-1])
     sim_costs = "SELECT day, sim_id, cost_eur FROM sim_daily_cost"
     before = {(day.isoformat(), sim): cost for day, sim, cost in pipeline.sql(sim_costs)}
+    events_before = per_day(pipeline, "call_sms_events")
 
     pipeline.sim.simulator.set_now(NOW + dt.timedelta(days=2))  # two more syncs
     result = pipeline.run(DAYS[0], DAYS[-1])
@@ -98,6 +99,9 @@ def test_a_rerun_gives_each_day_its_previous_cost_and_changed_sims(make_pipeline
     previous = {day: sum(cost for (d, _), cost in before.items() if d == day) for day in DAYS}
     assert figures(result, "sim_daily_cost", "previous_cost_eur_exact", "sims_changed") == {
         day: (str(previous[day]) if previous[day] else "none", changed[day]) for day in DAYS
+    }
+    assert figures(result, "call_sms_events", "previous_cost_eur_exact") == {
+        day: (str(cost) if n else "none",) for day, (n, cost) in events_before.items()
     }
     assert changed[DAYS[0]] == 0, "the 17th had all its syncs before the first run"
     assert changed[DAYS[1]] > 0, "late and re-rated records"
