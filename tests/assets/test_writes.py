@@ -50,6 +50,8 @@ def test_a_range_run_gives_the_same_tables_as_days_run_one_by_one(make_pipeline,
         daily.run(day)
     assert snapshot(ranged) == snapshot(daily)
     assert len({r[2] for r in snapshot(ranged)["call_sms_events"]}) == 4
+    ranged.run("2026-11-15", "2026-11-18")
+    assert snapshot(ranged) == snapshot(daily), "a range re-run replaces every one of its days"
 
 
 def test_a_failure_between_delete_and_insert_keeps_the_previous_rows(make_pipeline):
