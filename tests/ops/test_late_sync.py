@@ -47,6 +47,15 @@ def test_an_empty_yesterday_is_pulled_again_until_it_has_items(start_simulator, 
     assert isinstance(done, dg.SkipReason) and "has items" in done.skip_message
 
 
+def test_a_day_with_items_and_no_group_configured_is_not_pulled_again(
+    start_simulator, make_pipeline
+):
+    pipeline = make_pipeline(groups="", sim=start_simulator(now=TICK))
+    pipeline.run(DAY.isoformat())
+    done = late_sync_request(pipeline.instance, TICK, "Asia/Almaty")
+    assert isinstance(done, dg.SkipReason) and "has items" in done.skip_message
+
+
 def test_re_pulls_stop_at_the_cap_and_follow_the_provider_day(start_simulator, make_pipeline):
     pipeline = make_pipeline(sim=start_simulator(now=BEFORE_SYNC))
     day = DAY.isoformat()
