@@ -39,7 +39,7 @@ VOLUME_WARN_SHARE = 0.5
 it (at least 3 of them): WARN below half of it or above twice it. With less history only
 an empty day is flagged: every day empty is how a wrong account or date filter shows."""
 ALL_DAYS = (dt.date(1970, 1, 1), dt.date(9999, 12, 31))
-Report = Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.Output]
+Report = Iterator[dg.AssetCheckEvaluation | dg.Output]
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,9 @@ class Finding:
         not_judged = [row for row in self.not_judged if str(row[0]) == partition]
         return replace(self, days=(day, day), failing=failing, not_judged=not_judged)
 
-    def result(self, spec: dg.AssetCheckSpec | None = None) -> dg.AssetCheckResult:
+    def result(self) -> dg.AssetCheckResult:
         """One result for all the finding's days, naming the failing ones and those it
         could not judge."""
-        key = {"asset_key": spec.asset_key, "check_name": spec.name} if spec else {}
         if self.days == ALL_DAYS:
             span = "all days"
         elif self.days[0] == self.days[1]:
@@ -88,16 +87,13 @@ class Finding:
                 description = f"not judged for {not_judged}"
             else:
                 description = f"passed for {span}" + (f" except {not_judged}" if not_judged else "")
-            return dg.AssetCheckResult(
-                **key, passed=True, description=description, metadata=metadata
-            )
+            return dg.AssetCheckResult(passed=True, description=description, metadata=metadata)
         failing_days = list(dict.fromkeys(str(row[0]) for row in self.failing))
         severity = self.severity
         if self.errors is not None and any(self.errors(row) for row in self.failing):
             severity = dg.AssetCheckSeverity.ERROR
         description = f"{self.problem} on {_first_ten(failing_days)}. {self.hint}".strip()
         return dg.AssetCheckResult(
-            **key,
             passed=False,
             severity=severity,
             description=description + (f" Not judged: {not_judged}." if not_judged else ""),
@@ -123,21 +119,21 @@ def _report(
     and the days before it) is recorded with no partition, so the UI would show every day's
     check as skipped. An evaluation can name its partition and the materialization it
     judged; the check's output is still yielded, as the steps a blocking check gates wait
-    on it.
+    on it. A check run with no partition gives one evaluation over every day, with no
+    partition: a check result there fails the step, as Dagster looks for the partition of
+    the materialization it judged.
     """
-    if not (context.has_partition_key or context.has_partition_key_range):
-        yield from (finding.result(spec) for spec, finding in findings)
-        return
-    keys = context.partition_keys
+    partitioned = context.has_partition_key or context.has_partition_key_range
+    keys = context.partition_keys if partitioned else [None]
     targets = {
-        asset: _latest_materializations(context.instance, asset, keys)
+        asset: _latest_materializations(context.instance, asset, keys) if partitioned else {}
         for asset in {spec.asset_key for spec, _ in findings}
     }
     assets_def = context.op_execution_context.assets_def
     for spec, finding in findings:
         yield dg.Output(None, output_name=assets_def.get_output_name_for_asset_check_key(spec.key))
         for key in keys:
-            day = finding.on(key).result()
+            day = (finding.on(key) if key else finding).result()
             yield dg.AssetCheckEvaluation(
                 asset_key=spec.asset_key,
                 check_name=spec.name,

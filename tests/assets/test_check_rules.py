@@ -11,7 +11,8 @@ from decimal import Decimal
 import dagster as dg
 import duckdb
 
-from nova_pipeline.checks import ALL_DAYS, Finding, rejects_share
+from nova_pipeline.checks import ALL_DAYS, ASSET_CHECKS, Finding, rejects_share
+from nova_pipeline.definitions import ASSETS
 from nova_pipeline.warehouse import ensure_schema
 from tests.conftest import DAY, index_page
 
@@ -89,6 +90,28 @@ def test_each_rule_fails_on_the_day_that_breaks_it_and_clears_when_mended(make_p
         (group_events, group_cost)
     ]
     assert pipeline.sql("SELECT count(*), sum(cost_eur) FROM call_sms_events") == [(events, total)]
+
+
+def test_checks_run_with_no_partition_judge_every_stored_day_at_once(make_pipeline):
+    """Checks launched alone, not for a day or a range: one evaluation each, over every
+    stored day, naming the day that breaks a rule (Dagster 1.13 failed the step when a
+    check of a partitioned asset returned a result in a run with no partition)."""
+    pipeline = make_pipeline()
+    pipeline.run(DAY_BEFORE_KEY, DAY_KEY)
+    pipeline.sql("UPDATE call_sms_events SET out_of_window = true WHERE day = ?", DAY_BEFORE)
+    result = dg.materialize(
+        [*ASSETS, *ASSET_CHECKS],
+        resources=pipeline.resources,
+        instance=pipeline.instance,
+        selection=dg.AssetSelection.all_asset_checks(),
+        raise_on_error=False,
+    )
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert len(evaluations) == 9 and {e.partition for e in evaluations.values()} == {None}
+    outside = evaluations.pop("out_of_window_share")
+    assert not outside.passed and outside.severity.value == "WARN"
+    assert outside.metadata["failing_days"].value == [DAY_BEFORE_KEY]
+    assert {e.description for e in evaluations.values()} == {"passed for all days"}
 
 
 def test_a_day_with_a_sim_in_two_groups_is_not_reconciled(make_pipeline):
