@@ -2,8 +2,8 @@
 
 Each check is one query over every day of the run (one day, the daily run's few days, or a
 backfill's batch) that returns the failing rows, each with its day. The result is recorded
-for each day against that day's partition, so the UI shows each day's status. Run alone
-from the UI without a partition, a check covers every day in the table in one result that
+for each day against that day's partition, so the UI shows each day's status. Launched in
+a run that names no partition, a check covers every day in the table in one result that
 names the failing days.
 
 Blocking checks stop the rollups of the run: costs are not computed from events that
