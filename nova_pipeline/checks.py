@@ -54,8 +54,9 @@ class Finding:
     hint: str = ""
     errors: Callable[[tuple], bool] | None = None
     """Failing rows that are an ERROR whatever `severity` says (rejects above the limit)."""
-    not_judged: Sequence[tuple[dt.date, str]] = ()
-    """Days the rule cannot be applied to, each with why: named so a pass does not hide them."""
+    notes: Sequence[tuple[dt.date, str]] = ()
+    """Days judged with something a reader of their figures should know (a SIM counted in
+    two groups), each with what: named in the result whether it passed or not."""
 
     @property
     def passed(self) -> bool:
@@ -65,12 +66,11 @@ class Finding:
         """The same finding for one of its days (a partition key, YYYY-MM-DD)."""
         day = dt.date.fromisoformat(partition)
         failing = [row for row in self.failing if str(row[0]) == partition]
-        not_judged = [row for row in self.not_judged if str(row[0]) == partition]
-        return replace(self, days=(day, day), failing=failing, not_judged=not_judged)
+        notes = [row for row in self.notes if str(row[0]) == partition]
+        return replace(self, days=(day, day), failing=failing, notes=notes)
 
     def result(self) -> dg.AssetCheckResult:
-        """One result for all the finding's days, naming the failing ones and those it
-        could not judge."""
+        """One result for all the finding's days, naming the failing ones and those noted."""
         if self.days == ALL_DAYS:
             span = "all days"
         elif self.days[0] == self.days[1]:
@@ -78,15 +78,11 @@ class Finding:
         else:
             span = f"{self.days[0]}..{self.days[1]}"
         metadata: dict[str, object] = {"days_checked": span}
-        not_judged = _first_ten([f"{day} ({why})" for day, why in self.not_judged])
-        if self.not_judged:
-            days = [str(day) for day, _ in self.not_judged]
-            metadata["days_not_judged"] = dg.MetadataValue.json(days)
+        notes = _first_ten([f"{day} ({what})" for day, what in self.notes])
+        if self.notes:
+            metadata["notes"] = dg.MetadataValue.json({str(day): what for day, what in self.notes})
         if self.passed:
-            if self.days[0] == self.days[1] and not_judged:
-                description = f"not judged for {not_judged}"
-            else:
-                description = f"passed for {span}" + (f" except {not_judged}" if not_judged else "")
+            description = f"passed for {span}" + (f"; note: {notes}" if notes else "")
             return dg.AssetCheckResult(passed=True, description=description, metadata=metadata)
         failing_days = list(dict.fromkeys(str(row[0]) for row in self.failing))
         severity = self.severity
@@ -96,7 +92,7 @@ class Finding:
         return dg.AssetCheckResult(
             passed=False,
             severity=severity,
-            description=description + (f" Not judged: {not_judged}." if not_judged else ""),
+            description=description + (f" Note: {notes}." if notes else ""),
             metadata={
                 **metadata,
                 "failing_days": dg.MetadataValue.json(failing_days),
@@ -455,8 +451,8 @@ def sim_cost_reconciles(context: dg.AssetCheckExecutionContext, duckdb: DuckDBRe
     additional_deps=["sim_daily_cost", "sim_group_membership"],
     description=(
         "Per day, the group rows (groups + ungrouped) add up to sim_daily_cost, events and "
-        "euro, exactly. A day where a SIM sits in two groups is not judged (overlapping "
-        "groups count it in each, so they cannot add up); the result names it."
+        "euro, exactly, a SIM in two or more groups counted once in each of them, as the "
+        "group rows count it; the result names the days where one is."
     ),
 )
 def group_cost_reconciles(
@@ -467,27 +463,32 @@ def group_cost_reconciles(
         rows = _query(
             con,
             """
-            WITH s AS (SELECT day, sum(events) AS n, sum(cost_eur) AS cost FROM sim_daily_cost
+            WITH m AS (SELECT day, sim_id, count(DISTINCT group_id) AS groups
+                       FROM sim_group_membership WHERE day BETWEEN $start AND $end
+                       GROUP BY day, sim_id),
+                 s AS (SELECT day, sum(events * greatest(m.groups, 1)) AS n,
+                              sum(cost_eur * greatest(m.groups, 1)) AS cost,
+                              count(*) FILTER (WHERE m.groups > 1) AS shared
+                       FROM sim_daily_cost LEFT JOIN m USING (day, sim_id)
                        WHERE day BETWEEN $start AND $end GROUP BY day),
                  g AS (SELECT day, sum(events) AS n, sum(cost_eur) AS cost FROM group_daily_cost
-                       WHERE day BETWEEN $start AND $end GROUP BY day),
-                 overlapping AS (SELECT day, count(*) AS sims FROM (
-                       SELECT day, sim_id FROM sim_group_membership
-                       WHERE day BETWEEN $start AND $end
-                       GROUP BY day, sim_id HAVING count(DISTINCT group_id) > 1) GROUP BY day)
-            SELECT day, s.n, g.n, s.cost, g.cost, coalesce(o.sims, 0)
-            FROM s FULL JOIN g USING (day) LEFT JOIN overlapping o USING (day)
-            WHERE s.n IS DISTINCT FROM g.n OR s.cost IS DISTINCT FROM g.cost OR o.sims > 0
+                       WHERE day BETWEEN $start AND $end GROUP BY day)
+            SELECT day, s.n, g.n, s.cost, g.cost, coalesce(s.shared, 0)
+            FROM s FULL JOIN g USING (day)
+            WHERE s.n IS DISTINCT FROM g.n OR s.cost IS DISTINCT FROM g.cost OR s.shared > 0
             ORDER BY day""",
             days,
         )
     return Finding(
         days,
-        [row[:5] for row in rows if not row[5]],
-        ["day", "sim events", "group events", "sim €", "group €"],
+        [row[:5] for row in rows if row[1] != row[2] or row[3] != row[4]],
+        ["day", "SIM events, once per group", "group events", "SIM €, once per group", "group €"],
         "group costs do not add up to the account total",
-        not_judged=[
-            (row[0], f"{row[5]} SIM{'s' if row[5] > 1 else ''} in two or more groups")
+        notes=[
+            (
+                row[0],
+                f"{row[5]} SIM{'s' if row[5] > 1 else ''} in two or more groups, counted in each",
+            )
             for row in rows
             if row[5]
         ],

@@ -114,10 +114,10 @@ def test_checks_run_with_no_partition_judge_every_stored_day_at_once(make_pipeli
     assert {e.description for e in evaluations.values()} == {"passed for all days"}
 
 
-def test_a_day_with_a_sim_in_two_groups_is_not_reconciled(make_pipeline):
-    """Overlapping groups count a SIM's cost in each of its groups: such a day's group rows
-    cannot add up to the account, so the check does not judge the day, and says so; the
-    other days of the run are judged as usual."""
+def test_a_day_with_a_sim_in_two_groups_is_reconciled_counting_it_in_each(make_pipeline):
+    """Overlapping groups count a SIM's cost in each of its groups, so such a day's group
+    rows add up to more than the account; the check counts the SIM once per group, names
+    the day, and still catches a group row that is off by a cent."""
     pipeline = make_pipeline()
     pipeline.run(DAY_BEFORE_KEY, DAY_KEY)
     [(sim, cost)] = pipeline.sql(
@@ -131,9 +131,8 @@ def test_a_day_with_a_sim_in_two_groups_is_not_reconciled(make_pipeline):
         DAY,
         sim,
     )
-    result = pipeline.run(
-        DAY_BEFORE_KEY, DAY_KEY, selection=dg.AssetSelection.assets("group_daily_cost")
-    )
+    only_groups = dg.AssetSelection.assets("group_daily_cost")
+    result = pipeline.run(DAY_BEFORE_KEY, DAY_KEY, selection=only_groups)
     [(accounted, total)] = pipeline.sql(
         "SELECT (SELECT sum(cost_eur) FROM group_daily_cost WHERE day = $1), "
         "(SELECT sum(cost_eur) FROM sim_daily_cost WHERE day = $1)",
@@ -144,20 +143,35 @@ def test_a_day_with_a_sim_in_two_groups_is_not_reconciled(make_pipeline):
     assert {e.check_name for e in evaluations.values()} == {"group_cost_reconciles"}
     assert all(e.passed for e in evaluations.values())
     assert evaluations[DAY_BEFORE_KEY].description == f"passed for {DAY_BEFORE_KEY}"
-    assert "days_not_judged" not in evaluations[DAY_BEFORE_KEY].metadata
-    assert evaluations[DAY_KEY].description == f"not judged for {DAY} (1 SIM in two or more groups)"
-    assert evaluations[DAY_KEY].metadata["days_not_judged"].value == [DAY_KEY]
+    assert "notes" not in evaluations[DAY_BEFORE_KEY].metadata
+    note = "1 SIM in two or more groups, counted in each"
+    assert evaluations[DAY_KEY].description == f"passed for {DAY}; note: {DAY} ({note})"
+    assert evaluations[DAY_KEY].metadata["notes"].value == {DAY_KEY: note}
+
+    pipeline.sql(
+        "UPDATE group_daily_cost SET cost_eur = cost_eur + 0.01 WHERE day = ? AND group_id = 2",
+        DAY,
+    )
+    checks = dg.AssetSelection.checks_for_assets("group_daily_cost")
+    result = pipeline.run(DAY_KEY, DAY_KEY, selection=checks, raise_on_error=False)
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert evaluation.description == (
+        f"group costs do not add up to the account total on {DAY}. Note: {DAY} ({note})."
+    )
+    assert f"| {DAY} |" in evaluation.metadata["detail"].value
+    assert f"| {accounted} | {accounted + Decimal('0.01')} |" in evaluation.metadata["detail"].value
 
 
-def test_a_result_over_many_days_names_those_not_judged():
-    days_off = [(DAY, "1 SIM in two or more groups")]
-    finding = Finding(ALL_DAYS, [], [], "", not_judged=days_off)
-    assert finding.result().description == f"passed for all days except {DAY} ({days_off[0][1]})"
+def test_a_result_over_many_days_names_those_noted():
+    notes = [(DAY, "1 SIM in two or more groups, counted in each")]
+    finding = Finding(ALL_DAYS, [], [], "", notes=notes)
+    assert finding.result().description == f"passed for all days; note: {DAY} ({notes[0][1]})"
     failing = replace(finding, failing=[(DAY_BEFORE, 1)], problem="off by one").result()
     assert failing.description == (
-        f"off by one on {DAY_BEFORE}. Not judged: {DAY} (1 SIM in two or more groups)."
+        f"off by one on {DAY_BEFORE}. Note: {DAY} (1 SIM in two or more groups, counted in each)."
     )
-    assert failing.metadata["days_not_judged"].value == [DAY_KEY]
+    assert failing.metadata["notes"].value == {DAY_KEY: notes[0][1]}
 
 
 def test_a_result_names_ten_failing_days_and_counts_the_rest():
