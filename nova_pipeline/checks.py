@@ -3,8 +3,8 @@
 Each check is one query over every day of the run (one day, the daily run's few days, or a
 backfill's batch) that returns the failing rows, each with its day. The result is recorded
 for each day against that day's partition, so the UI shows each day's status. Launched in
-a run that names no partition, a check covers every day in the table in one result that
-names the failing days.
+a run that names no partition (the UI's "Execute all" of an asset's checks), a check covers
+every day in the table in one result that names the failing days.
 
 Blocking checks stop the rollups of the run: costs are not computed from events that
 broke a rule. The checks of `call_sms_events` run as one step on one connection:

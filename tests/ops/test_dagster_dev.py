@@ -72,6 +72,12 @@ def check_partition_statuses(
     return statuses
 
 
+def launch_run(url: str, params: dict) -> str:
+    launched = graphql(url, LAUNCH_RUN, params=params)["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["id"]
+
+
 def launch_day_run(url: str, day: dt.date) -> str:
     """A run of the job for one day, outside any backfill (as the schedule or the
     late-sync sensor starts one)."""
@@ -83,9 +89,43 @@ def launch_day_run(url: str, day: dt.date) -> str:
         },
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": day.isoformat()}]},
     }
-    launched = graphql(url, LAUNCH_RUN, params=params)["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    return launched["run"]["id"]
+    return launch_run(url, params)
+
+
+UI_CHECKS = """
+query UiChecks($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode {
+      jobNames
+      assetChecksOrError { ... on AssetChecks { checks { name canExecuteIndividually jobNames } } }
+    }
+  }
+}"""
+
+
+def execute_all_checks(url: str, asset: str) -> str:
+    """Launch an asset's checks as the UI's "Execute all" button does in Dagster 1.13 (its
+    checks page and the asset graph's sidebar): the checks' first common job, no asset, no
+    partition, the checks that can run alone."""
+    node = graphql(url, UI_CHECKS, key={"path": [asset]})["assetNodeOrError"]
+    checks = node["assetChecksOrError"]["checks"]
+    common = [job for job in checks[0]["jobNames"] if all(job in c["jobNames"] for c in checks)]
+    launchable = [c["name"] for c in checks if c["canExecuteIndividually"] == "CAN_EXECUTE"]
+    params = {
+        "mode": "default",
+        "executionMetadata": {},
+        "runConfigData": "{}",
+        "selector": {
+            "jobName": (common or node["jobNames"])[0],
+            "repositoryLocationName": "nova_pipeline",
+            "repositoryName": "__repository__",
+            "assetSelection": [],
+            "assetCheckSelection": [
+                {"assetKey": {"path": [asset]}, "name": name} for name in launchable
+            ],
+        },
+    }
+    return launch_run(url, params)
 
 
 def wait_for_run(url: str, run_id: str, timeout_s: float = 600) -> dict:
@@ -190,3 +230,17 @@ def test_backfills_launched_over_graphql_fill_every_day_and_queue_on_the_pool(st
             "SELECT count(*) - count(DISTINCT sid) FROM call_sms_events"
         ).fetchone() == (0,)
         assert con.execute("SELECT count(DISTINCT day) FROM sim_daily_cost").fetchone() == (10,)
+
+    # The UI's "Execute all" of an asset's checks names no partition: each check judges
+    # every stored day in one evaluation.
+    runs = {asset: execute_all_checks(url, asset.path[0]) for asset in {k.asset_key for k in keys}}
+    for asset, run_id in runs.items():
+        assert wait_for_run(url, run_id)["status"] == "SUCCESS", asset
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for key in keys:
+            history = instance.event_log_storage.get_asset_check_execution_history(key, limit=10)
+            [record] = [r for r in history if r.run_id == runs[key.asset_key]]
+            evaluation = record.event.dagster_event.event_specific_data
+            assert (record.partition, record.status.value) == (None, "SUCCEEDED"), key
+            assert evaluation.description == "passed for all days", key
+            assert evaluation.metadata["days_checked"].value == "all days", key
