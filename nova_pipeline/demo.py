@@ -123,18 +123,18 @@ def main() -> int:
             con.execute("SET TimeZone = 'UTC'")
             groups = con.execute(GROUP_TOTALS_SQL, [first, last]).fetchall()
             top = con.execute(TOP_SIMS_SQL, [first, last]).fetchall()
-    total = sum(row[4] for row in groups)
+    events, total = (sum(row[i] for row in groups) for i in (3, 4))
     _print_table(
         f"Cost per group, {first}..{last} (euro)",
         ["group", "name", "active SIMs (max/day)", "events", "cost €"],
-        [(g if g is not None else "-", n, a, e, f"{c:,.2f}") for g, n, a, e, c in groups]
-        + [("", "total", "", "", f"{total:,.2f}")],
+        [(g if g is not None else "-", n, a, f"{e:,}", f"{c:,.2f}") for g, n, a, e, c in groups]
+        + [("", "total", "", f"{events:,}", f"{total:,.2f}")],
         right={"group", "active SIMs (max/day)", "events", "cost €"},
     )
     _print_table(
         f"Top 10 SIMs by cost, {first}..{last} (euro)",
         ["sim_id", "name", "iccid", "events", "cost €"],
-        [(*row[:4], f"{row[4]:,.2f}") for row in top],
+        [(*row[:3], f"{row[3]:,}", f"{row[4]:,.2f}") for row in top],
         right={"sim_id", "events", "cost €"},
     )
     print(
