@@ -3,10 +3,15 @@ cut into runs, what keeps DuckDB to one writer, and what is on without anyone tu
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
+import duckdb
+import pytest
 
 from nova_pipeline.definitions import defs
 from nova_pipeline.jobs import call_sms_job
+from nova_pipeline.warehouse import ensure_schema, qualified_name
 
 ASSETS = {
     "call_sms_raw_pages",
@@ -61,3 +66,46 @@ def test_the_schedule_and_both_sensors_are_on_by_default():
         "freshness_checks_sensor": dg.DefaultSensorStatus.RUNNING,
         "call_sms_late_sync": dg.DefaultSensorStatus.RUNNING,
     }
+
+
+def test_each_asset_names_its_table_and_columns_as_duckdb_has_them(tmp_path: Path):
+    """The table name an analyst copies from the UI runs in a session on the warehouse, and
+    the column schema is the table's: names, types and which columns may be null."""
+    with duckdb.connect(str(tmp_path / "nova.duckdb")) as con:
+        ensure_schema(con)
+        for spec in defs.resolve_all_asset_specs():
+            name = spec.metadata["dagster/table_name"]
+            assert con.execute(f"SELECT count(*) FROM {name}").fetchone() == (0,), name
+            table = spec.key.to_user_string()
+            described = con.execute(
+                "SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
+                "WHERE table_name = ? ORDER BY column_index",
+                [table],
+            ).fetchall()
+            columns = spec.metadata["dagster/column_schema"].columns
+            shown = [
+                (
+                    c.name,
+                    con.execute(f"SELECT typeof(NULL::{c.type})").fetchone()[0],
+                    c.constraints.nullable,
+                )
+                for c in columns
+            ]
+            assert shown == described, table
+            assert any(not nullable for *_, nullable in shown), table
+
+
+@pytest.mark.parametrize(
+    ("file", "name"),
+    [
+        ("mine.duckdb", "mine.main.t"),
+        ("my.wh.duckdb", "my.main.t"),
+        ("Data-1.db", '"Data-1".main.t'),
+        ("warehouse", "warehouse.main.t"),
+    ],
+)
+def test_a_table_name_follows_the_warehouse_file(tmp_path: Path, file: str, name: str):
+    assert qualified_name("t", tmp_path / file) == name
+    with duckdb.connect(str(tmp_path / file)) as con:
+        con.execute("CREATE TABLE t AS SELECT 42 AS x")
+        assert con.execute(f"SELECT x FROM {name}").fetchone() == (42,)

@@ -13,7 +13,8 @@ import dagster as dg
 import duckdb
 
 from nova_pipeline.partitions import BACKFILL, DAILY, days_between
-from nova_pipeline.warehouse import TABLES
+from nova_pipeline.settings import current_settings
+from nova_pipeline.warehouse import TABLES, qualified_name
 
 DUCKDB_POOL = "duckdb"
 """DuckDB allows one writing process: every step that opens the file is in this pool,
@@ -24,7 +25,8 @@ DAILY_WAREHOUSE_STEP = {"partitions_def": DAILY, "backfill_policy": BACKFILL, "p
 
 
 def table_metadata(table: str) -> dict:
-    """Table name and column schema for the UI, from the one DDL in warehouse/schema.py."""
+    """Table name (as a DuckDB session on NOVA_DUCKDB_PATH reaches it) and column schema
+    for the UI, from the one DDL in warehouse/schema.py."""
     columns = [
         dg.TableColumn(
             c.name,
@@ -35,7 +37,7 @@ def table_metadata(table: str) -> dict:
         for c in TABLES[table]
     ]
     return {
-        "dagster/table_name": f"nova.main.{table}",
+        "dagster/table_name": qualified_name(table, current_settings().duckdb_path),
         "dagster/column_schema": dg.TableSchema(columns=columns),
     }
 

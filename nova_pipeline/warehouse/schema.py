@@ -7,6 +7,8 @@ written by replacing it whole in one transaction, and sid uniqueness is an asset
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import NamedTuple
 
 import duckdb
@@ -103,6 +105,16 @@ TABLES: dict[str, list[Column]] = {
         Column("cost_eur", COST, "Total cost, euro"),
     ],
 }
+
+
+def qualified_name(table: str, warehouse: Path) -> str:
+    """The name that reaches `table` from a DuckDB session on the warehouse file: DuckDB
+    names a file's catalog after its name up to the first dot (quoted when it is not a
+    plain identifier)."""
+    catalog = warehouse.name.split(".")[0]
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", catalog):
+        catalog = '"' + catalog.replace('"', '""') + '"'
+    return f"{catalog}.main.{table}"
 
 
 def ddl(table: str) -> str:
