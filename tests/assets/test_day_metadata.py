@@ -63,8 +63,8 @@ def test_each_day_of_a_range_run_carries_its_own_figures(make_pipeline):
         pipeline, "sim_group_membership", cost=False
     )
     for table in ("sim_daily_cost", "group_daily_cost"):
-        assert figures(result, table, "dagster/row_count", "cost_eur_exact") == {
-            day: (n, str(cost)) for day, (n, cost) in per_day(pipeline, table).items()
+        assert figures(result, table, "dagster/row_count", "cost_eur", "cost_eur_exact") == {
+            day: (n, float(cost), str(cost)) for day, (n, cost) in per_day(pipeline, table).items()
         }, table
 
     tables = {m["per_day"] for m in day_metadata(result, "call_sms_events").values()}
