@@ -120,7 +120,6 @@ def main() -> int:
         from nova_pipeline.transforms.costs import GROUP_TOTALS_SQL, TOP_SIMS_SQL
 
         with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
-            con.execute("SET TimeZone = 'UTC'")
             groups = con.execute(GROUP_TOTALS_SQL, [first, last]).fetchall()
             top = con.execute(TOP_SIMS_SQL, [first, last]).fetchall()
     events, total = (sum(row[i] for row in groups) for i in (3, 4))

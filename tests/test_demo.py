@@ -140,3 +140,16 @@ def test_demo_says_at_once_which_process_holds_the_warehouse_and_runs_nothing(tm
     assert f"(PID {holder.pid})" in demo.stderr
     assert "Traceback" not in demo.stderr
     assert recorded_runs(env["DAGSTER_HOME"]) == []
+
+
+def test_a_failed_run_is_said_and_no_table_is_printed(tmp_path):
+    """A run that fails (here every pull stops at its page cap) must not be followed by
+    tables read from whatever the warehouse held before."""
+    env = {**demo_env(tmp_path), "NOVA_MAX_PAGES": "1"}
+    demo = run_demo(env)
+    assert demo.returncode == 1
+    assert "the run failed; see `make ui` for its logs" in demo.stderr
+    assert "NOVA_MAX_PAGES" in demo.stdout + demo.stderr
+    assert "Cost per group" not in demo.stdout
+    (run,) = recorded_runs(env["DAGSTER_HOME"])
+    assert run.status == dg.DagsterRunStatus.FAILURE

@@ -164,14 +164,13 @@ def test_a_day_with_a_sim_in_two_groups_is_reconciled_counting_it_in_each(make_p
 
 
 def test_a_result_over_many_days_names_those_noted():
-    notes = [(DAY, "1 SIM in two or more groups, counted in each")]
-    finding = Finding(ALL_DAYS, [], [], "", notes=notes)
-    assert finding.result().description == f"passed for all days; note: {DAY} ({notes[0][1]})"
+    one, two = "1 SIM in two or more groups, counted in each", "2 SIMs in two or more groups"
+    finding = Finding(ALL_DAYS, [], [], "", notes=[(DAY_BEFORE, two), (DAY, one)])
+    noted = f"{DAY_BEFORE} ({two}), {DAY} ({one})"
+    assert finding.result().description == f"passed for all days; note: {noted}"
     failing = replace(finding, failing=[(DAY_BEFORE, 1)], problem="off by one").result()
-    assert failing.description == (
-        f"off by one on {DAY_BEFORE}. Note: {DAY} (1 SIM in two or more groups, counted in each)."
-    )
-    assert failing.metadata["notes"].value == {DAY_KEY: notes[0][1]}
+    assert failing.description == f"off by one on {DAY_BEFORE}. Note: {noted}."
+    assert failing.metadata["notes"].value == {DAY_BEFORE_KEY: two, DAY_KEY: one}
 
 
 def test_a_result_names_ten_failing_days_and_counts_the_rest():

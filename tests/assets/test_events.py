@@ -138,21 +138,6 @@ def test_bad_items_are_quarantined_with_their_reason_and_totals_unchanged(
         assert (record["selector"], record["page"]) == (selector, page), f"{path}:{line}"
 
 
-def test_pages_indexed_before_conformance_was_recorded_are_judged_item_by_item(make_pipeline):
-    """A warehouse from before `conforms` was recorded holds it as null: such pages are
-    read rule by rule, as a nonconforming page is, so a re-run of its events keeps every
-    event and quarantines the same items."""
-    pipeline = make_pipeline(faults={"bad_items": 0.5})
-    pipeline.run(DAY_KEY)
-    events = "SELECT sid, cost_eur FROM call_sms_events ORDER BY sid"
-    quarantined = "SELECT item, reason FROM call_sms_rejects ORDER BY item"
-    before = pipeline.sql(events), pipeline.sql(quarantined)
-    assert len(before[0]) > 0 and len(before[1]) >= 5
-    pipeline.sql("UPDATE call_sms_raw_pages SET conforms = NULL")
-    pipeline.run(DAY_KEY, selection=dg.AssetSelection.assets("call_sms_events", "call_sms_rejects"))
-    assert (pipeline.sql(events), pipeline.sql(quarantined)) == before
-
-
 def test_a_high_reject_share_blocks_the_rollups(make_pipeline):
     pipeline = make_pipeline(faults={"bad_items": 1.0}, page_size=20)
     days = [(DAY - dt.timedelta(days=1)).isoformat(), DAY_KEY]

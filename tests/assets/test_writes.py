@@ -12,7 +12,7 @@ import pytest
 from nova_pipeline.resources import build_resources
 from nova_pipeline.settings import load_settings
 from nova_pipeline.simulator import FleetSpec
-from nova_pipeline.warehouse import ensure_schema, replace_days
+from nova_pipeline.warehouse import TABLES, ensure_schema, replace_days
 from tests.conftest import DAY
 
 DAY_KEY = DAY.isoformat()
@@ -110,7 +110,10 @@ def test_a_failed_pull_writes_nothing_and_keeps_the_previous_day(make_pipeline):
 
 
 def test_pages_indexed_by_an_earlier_version_are_read_rule_by_rule(make_pipeline):
-    pipeline = make_pipeline()
+    """A warehouse from before `conforms` was recorded gets the column as null: those pages,
+    bad items among them, are judged item by item, so a re-run keeps the same events and
+    quarantines the same items (read as conforming, the first bad item fails the run)."""
+    pipeline = make_pipeline(faults={"bad_items": 0.5})
     pipeline.run(DAY_KEY)
     before = snapshot(pipeline)
     with duckdb.connect(pipeline.resources["duckdb"].database) as con:
@@ -119,8 +122,31 @@ def test_pages_indexed_by_an_earlier_version_are_read_rule_by_rule(make_pipeline
     assert pipeline.sql("SELECT count(*) FROM call_sms_raw_pages WHERE conforms IS NULL") == [
         pipeline.sql("SELECT count(*) FROM call_sms_raw_pages")[0]
     ]
-    assert snapshot(pipeline)["call_sms_events"] == before["call_sms_events"]
-    assert before["call_sms_events"]
+    after = snapshot(pipeline)
+    for table in ("call_sms_events", "call_sms_rejects"):
+        assert after[table] == before[table], table
+        assert before[table], table
+
+
+def test_a_table_made_by_an_earlier_version_gets_every_column_it_lacks(tmp_path):
+    """A column added to a table since a warehouse was made, null or not in the DDL, is
+    added (nullable: its old rows have no value) and the rows already there are kept."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ensure_schema(con)
+    con.execute("INSERT INTO sim_group_membership VALUES (?, 1, 'A', 7)", [DAY])
+    for table in TABLES:
+        con.execute(f"ALTER TABLE {table} DROP COLUMN {TABLES[table][-1].name}")
+    ensure_schema(con)
+    for table, columns in TABLES.items():
+        present = con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index",
+            [table],
+        ).fetchall()
+        assert [name for (name,) in present] == [c.name for c in columns], table
+    assert con.execute("SELECT day, group_id, sim_id FROM sim_group_membership").fetchall() == [
+        (DAY, 1, None)
+    ]
+    assert not TABLES["sim_group_membership"][-1].nullable, "a NOT NULL column was added"
 
 
 def test_a_long_warehouse_query_draws_no_progress_bar_in_the_step_log(tmp_path, capfd):
