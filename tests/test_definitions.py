@@ -3,6 +3,10 @@ cut into runs, what keeps DuckDB to one writer, and what is on without anyone tu
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -11,7 +15,7 @@ import pytest
 
 from nova_pipeline.definitions import defs
 from nova_pipeline.jobs import call_sms_job
-from nova_pipeline.warehouse import ensure_schema, qualified_name
+from nova_pipeline.warehouse import TABLES, ensure_schema, qualified_name
 
 ASSETS = {
     "call_sms_raw_pages",
@@ -93,6 +97,18 @@ def test_each_asset_names_its_table_and_columns_as_duckdb_has_them(tmp_path: Pat
             ]
             assert shown == described, table
             assert any(not nullable for *_, nullable in shown), table
+
+
+def test_the_table_names_follow_nova_duckdb_path(tmp_path: Path):
+    code = (
+        "import json; from nova_pipeline.definitions import defs; print(json.dumps(sorted("
+        "s.metadata['dagster/table_name'] for s in defs.resolve_all_asset_specs())))"
+    )
+    env = {**os.environ, "NOVA_DUCKDB_PATH": str(tmp_path / "mine.duckdb")}
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(loaded.stdout) == sorted(f"mine.main.{table}" for table in TABLES)
 
 
 @pytest.mark.parametrize(
