@@ -120,8 +120,8 @@ def sim_daily_cost(
         "counts and costs, plus one 'ungrouped' row (group_id NULL) for SIMs in no "
         "configured group. With disjoint groups the rows of a day add up to the account's "
         "total for that day; a SIM in two groups counts in each. An idle group has a row of "
-        "zeros. Each day's materialization "
-        "has that day's rows and euro; `groups` covers the run."
+        "zeros. Each day's materialization has that day's rows and euro; `groups` covers "
+        "the run."
     ),
 )
 def group_daily_cost(
