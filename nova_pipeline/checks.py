@@ -451,8 +451,8 @@ def sim_cost_reconciles(context: dg.AssetCheckExecutionContext, duckdb: DuckDBRe
     additional_deps=["sim_daily_cost", "sim_group_membership"],
     description=(
         "Per day, the group rows (groups + ungrouped) add up to sim_daily_cost, events and "
-        "euro, exactly, a SIM in two or more groups counted once in each of them, as the "
-        "group rows count it; the result names the days where one is."
+        "euro, exactly, a SIM in two or more of the day's groups counted once in each of "
+        "them, as the group rows count it; the result names the days where one is."
     ),
 )
 def group_cost_reconciles(
@@ -464,8 +464,9 @@ def group_cost_reconciles(
             con,
             """
             WITH m AS (SELECT day, sim_id, count(DISTINCT group_id) AS groups
-                       FROM sim_group_membership WHERE day BETWEEN $start AND $end
-                       GROUP BY day, sim_id),
+                       FROM sim_group_membership
+                       SEMI JOIN group_daily_cost g USING (day, group_id)
+                       WHERE day BETWEEN $start AND $end GROUP BY day, sim_id),
                  s AS (SELECT day, sum(events * greatest(m.groups, 1)) AS n,
                               sum(cost_eur * greatest(m.groups, 1)) AS cost,
                               count(*) FILTER (WHERE m.groups > 1) AS shared

@@ -47,16 +47,19 @@ buckets AS (
     UNION ALL
     SELECT day, NULL, 'ungrouped' FROM days
 ),
+configured AS (
+    SELECT m.* FROM sim_group_membership m SEMI JOIN group_names g USING (group_id)
+    WHERE m.day BETWEEN $start AND $end
+),
 assigned AS (
     SELECT s.day, m.group_id, s.sim_id
-    FROM sim_daily_cost s JOIN sim_group_membership m USING (day, sim_id)
+    FROM sim_daily_cost s JOIN configured m USING (day, sim_id)
     WHERE s.day BETWEEN $start AND $end
     UNION ALL
     SELECT s.day, NULL, s.sim_id
     FROM sim_daily_cost s
     WHERE s.day BETWEEN $start AND $end
-      AND NOT EXISTS (SELECT 1 FROM sim_group_membership m
-                      WHERE m.day = s.day AND m.sim_id = s.sim_id)
+      AND NOT EXISTS (SELECT 1 FROM configured m WHERE m.day = s.day AND m.sim_id = s.sim_id)
 )
 SELECT
     b.day, b.group_id, b.group_name,
@@ -69,8 +72,10 @@ LEFT JOIN assigned a ON a.day = b.day AND a.group_id IS NOT DISTINCT FROM b.grou
 LEFT JOIN sim_daily_cost s ON s.day = a.day AND s.sim_id = a.sim_id
 GROUP BY b.day, b.group_id, b.group_name
 """
-"""Every configured group every day (zero when idle), plus the SIMs of no group as
-'ungrouped': with disjoint groups the rows of a day add up to the account's total."""
+"""Every configured group every day (zero when idle), plus the SIMs of no configured group
+as 'ungrouped': with disjoint groups the rows of a day add up to the account's total. A
+day's membership may name a group dropped from NOVA_GROUPS since it was pulled (its group
+costs re-run alone); its SIMs count as 'ungrouped', not in a group that has no row."""
 
 TOP_SIMS_SQL = """
 WITH top AS (

@@ -120,6 +120,39 @@ def test_a_day_puts_a_sim_in_the_groups_that_returned_it_that_day(make_pipeline)
     ) == dict(expected)
 
 
+def test_group_costs_re_run_alone_after_groups_were_narrowed_keep_every_euro(make_pipeline):
+    """A day stored with three groups, its group costs re-run alone with NOVA_GROUPS
+    narrowed to one: its membership still names the dropped groups, whose SIMs are now in
+    no configured group, so they are 'ungrouped' and the day still adds up. A SIM also in
+    a dropped group counts once, in the group kept."""
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    total = pipeline.sql("SELECT sum(cost_eur) FROM sim_daily_cost WHERE day = ?", DAY)
+    pipeline.sql(
+        "INSERT INTO sim_group_membership SELECT day, 2, 'Vans', sim_id FROM sim_group_membership "
+        "WHERE group_id = 1 ORDER BY sim_id LIMIT 1"
+    )
+    pipeline.reconfigure("fleet_groups", groups="1=Trackers")
+    result = pipeline.run(DAY_KEY, selection=["group_daily_cost"])
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "group_cost_reconciles"
+    assert check.passed and check.description == f"passed for {DAY_KEY}"
+    expected_cost, _ = independent_costs(pipeline.sim.api_url)
+    group_of = {s.id: s.group_id for s in pipeline.sim.simulator.dataset.sims}
+    expected: dict[int | None, Decimal] = defaultdict(Decimal)
+    for sim_id, cost in expected_cost.items():
+        expected[1 if group_of[sim_id] == 1 else None] += cost
+    assert dict(
+        pipeline.sql("SELECT group_id, cost_eur FROM group_daily_cost WHERE day = ?", DAY)
+    ) == dict(expected)
+    assert pipeline.sql("SELECT sum(cost_eur) FROM group_daily_cost WHERE day = ?", DAY) == total
+    assert pipeline.sql("SELECT DISTINCT group_id FROM sim_group_membership ORDER BY 1") == [
+        (1,),
+        (2,),
+        (3,),
+    ], "membership keeps what each pull returned that day"
+
+
 def per_day_costs(result) -> list[str]:
     """The day, its cost and its previous cost, as the events' per-day table shows them."""
     meta = result.asset_materializations_for_node("call_sms_events")[0].metadata
