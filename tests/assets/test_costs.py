@@ -102,6 +102,17 @@ def test_an_idle_group_gets_a_row_of_zeros(start_simulator, make_pipeline):
     ) == [(0, 0, Decimal(0))]
 
 
+def costs_with_group_1_alone(pipeline) -> tuple[dict[int | None, Decimal], set]:
+    """The day's cost of group 1 and of every other SIM as 'ungrouped', summed from what
+    the API served; and the simulator's groups of the day's SIMs."""
+    expected_cost, _ = independent_costs(pipeline.sim.api_url)
+    group_of = {s.id: s.group_id for s in pipeline.sim.simulator.dataset.sims}
+    expected: dict[int | None, Decimal] = defaultdict(Decimal)
+    for sim_id, cost in expected_cost.items():
+        expected[1 if group_of[sim_id] == 1 else None] += cost
+    return dict(expected), {group_of[s] for s in expected_cost}
+
+
 def test_a_day_puts_a_sim_in_the_groups_that_returned_it_that_day(make_pipeline):
     """NOVA_GROUPS narrowed to one group after a day was stored: the next day, the SIMs of
     the dropped groups are 'ungrouped', not lost because a group held them the day before."""
@@ -109,12 +120,8 @@ def test_a_day_puts_a_sim_in_the_groups_that_returned_it_that_day(make_pipeline)
     pipeline.run((DAY - dt.timedelta(days=1)).isoformat())
     pipeline.reconfigure("fleet_groups", groups="1=Trackers")
     pipeline.run(DAY_KEY)
-    expected_cost, _ = independent_costs(pipeline.sim.api_url)
-    group_of = {s.id: s.group_id for s in pipeline.sim.simulator.dataset.sims}
-    expected: dict[int | None, Decimal] = defaultdict(Decimal)
-    for sim_id, cost in expected_cost.items():
-        expected[1 if group_of[sim_id] == 1 else None] += cost
-    assert len({group_of[s] for s in expected_cost} - {1, None}) >= 2, "SIMs of dropped groups"
+    expected, groups = costs_with_group_1_alone(pipeline)
+    assert len(groups - {1, None}) >= 2, "SIMs of dropped groups"
     assert dict(
         pipeline.sql("SELECT group_id, cost_eur FROM group_daily_cost WHERE day = ?", DAY)
     ) == dict(expected)
@@ -137,11 +144,7 @@ def test_group_costs_re_run_alone_after_groups_were_narrowed_keep_every_euro(mak
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == "group_cost_reconciles"
     assert check.passed and check.description == f"passed for {DAY_KEY}"
-    expected_cost, _ = independent_costs(pipeline.sim.api_url)
-    group_of = {s.id: s.group_id for s in pipeline.sim.simulator.dataset.sims}
-    expected: dict[int | None, Decimal] = defaultdict(Decimal)
-    for sim_id, cost in expected_cost.items():
-        expected[1 if group_of[sim_id] == 1 else None] += cost
+    expected, _ = costs_with_group_1_alone(pipeline)
     assert dict(
         pipeline.sql("SELECT group_id, cost_eur FROM group_daily_cost WHERE day = ?", DAY)
     ) == dict(expected)
