@@ -25,6 +25,10 @@ def test_defaults_point_at_the_simulator_and_almaty():
     assert s.duckdb_path == Path("data/nova.duckdb") and s.groups == {}
 
 
+def test_a_trailing_slash_on_the_api_url_is_dropped():
+    assert load_settings({"NOVA_API_URL": "https://h.kz/api/"}).api_url == "https://h.kz/api"
+
+
 def test_the_token_never_shows_in_the_settings_repr():
     assert "s3cret" not in repr(load_settings({"NOVA_API_TOKEN": "s3cret"}))
 
