@@ -4,6 +4,7 @@ they pass again once the table is mended."""
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 from dataclasses import replace
 from decimal import Decimal
@@ -11,7 +12,13 @@ from decimal import Decimal
 import dagster as dg
 import duckdb
 
-from nova_pipeline.checks import ALL_DAYS, ASSET_CHECKS, Finding, rejects_share
+from nova_pipeline.checks import (
+    ALL_DAYS,
+    ASSET_CHECKS,
+    Finding,
+    out_of_window_share,
+    rejects_share,
+)
 from nova_pipeline.definitions import ASSETS
 from nova_pipeline.warehouse import ensure_schema
 from tests.conftest import DAY, index_page
@@ -186,19 +193,45 @@ def test_a_result_names_ten_failing_days_and_counts_the_rest():
 
 def test_the_reject_share_is_an_error_only_above_the_limit(tmp_path):
     """At exactly NOVA_REJECT_ERROR_SHARE (1% by default) the rejects are a WARN, which
-    lets the rollups run; one more reject makes it an ERROR, which blocks them."""
+    lets the rollups run; one more reject makes it an ERROR, which blocks them. Judged over
+    both days at once (the UI's "Execute all"), one day above the limit is an ERROR."""
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
         ensure_schema(con)
-        index_page(con, DAY, 200)
-        reject = "INSERT INTO call_sms_rejects VALUES (?, 'all', 0, 'sid: missing', '{}')"
-        con.execute(reject, [DAY])
-        con.execute(reject, [DAY])
+        for day in (DAY_BEFORE, DAY):
+            index_page(con, day, 200)
+        reject = "INSERT INTO call_sms_rejects VALUES (?, 'all', 0, ?, '{}')"
+        con.execute(reject, [DAY_BEFORE, "sid: missing"])
+        con.execute(reject, [DAY, "sid: missing"])
+        con.execute(reject, [DAY, "session_cost: not a number"])
         at_limit = rejects_share(con, (DAY, DAY)).result()
-        con.execute(reject, [DAY])
+        con.execute(reject, [DAY, "sid: missing"])
         above = rejects_share(con, (DAY, DAY)).result()
+        both_days = rejects_share(con, (DAY_BEFORE, DAY)).result()
     assert (at_limit.passed, at_limit.severity.value) == (False, "WARN")
     assert f"| {DAY} | 2 | 200 | 0.01 |" in at_limit.metadata["detail"].value
     assert (above.passed, above.severity.value) == (False, "ERROR")
+    reasons = ast.literal_eval(above.metadata["detail"].value.splitlines()[2].split("|")[5].strip())
+    assert sorted(reasons) == ["session_cost: not a number", "sid: missing"]
+    assert (both_days.passed, both_days.severity.value) == (False, "ERROR")
+    assert f"items quarantined on {DAY_BEFORE}, {DAY}." in both_days.description
+
+
+def test_events_outside_their_day_warn_only_above_one_percent(tmp_path):
+    """2 of 200 events outside their day (1%) pass; a third makes it a WARN."""
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        ensure_schema(con)
+        con.execute(
+            "INSERT INTO call_sms_events (sid, occurred_at, day, type, cost_eur, sim_id, "
+            "out_of_window, source_page) "
+            "SELECT i, now(), ?, 'call', 1, 1, i < 2, 0 FROM range(200) AS t(i)",
+            [DAY],
+        )
+        one_percent = out_of_window_share(con, (DAY, DAY)).result()
+        con.execute("UPDATE call_sms_events SET out_of_window = true WHERE sid < 3")
+        above = out_of_window_share(con, (DAY, DAY)).result()
+    assert one_percent.passed, one_percent.description
+    assert (above.passed, above.severity.value) == (False, "WARN")
+    assert f"| {DAY} | 3 | 200 | 0.015 |" in above.metadata["detail"].value
 
 
 def test_each_days_result_is_about_that_days_latest_materialization(make_pipeline):
