@@ -93,10 +93,12 @@ REASON = f"""NULLIF(concat_ws('; ',
     {_within("id", INT64_RANGE, "beyond a 64-bit integer")},
     {_must("original_number", "('VARCHAR')", "a string")},
     {_must("iccid", "('VARCHAR')", "a string")},
-    CASE WHEN json_type(f.name) NOT IN ('VARCHAR', 'NULL')
+    CASE WHEN json_type(f.name) <> 'VARCHAR'
          THEN 'name: expected a string or null, got ' || lower(json_type(f.name)) END
 ), '')"""
-"""Every contract rule the item breaks, or NULL when it breaks none."""
+"""Every contract rule the item breaks, or NULL when it breaks none. A field that is JSON
+null comes out of `json_transform` as SQL NULL, as a missing one does: `_must` tells the
+two apart, and a null or missing `name` breaks no rule."""
 
 NONCONFORMING_ITEMS = f"""
 SELECT day, selector, page, unnest(body.result.items) AS item
