@@ -105,7 +105,8 @@ def test_the_first_partition_must_be_a_day_that_has_ended_in_the_provider_time_z
 def test_every_setting_of_the_api_and_warehouse_reaches_its_resource(tmp_path):
     """A setting read but not passed on would be ignored in silence: each non-default value
     is found on the resource, and on the client and connection it hands out (the
-    connection set to UTC, not the machine's zone: TIMESTAMPTZ is shown in it)."""
+    connection set to UTC, not the machine's zone: TIMESTAMPTZ is shown in it; insertion
+    order not kept, so a day streams within the memory cap; no progress bar on stdout)."""
     settings = load_settings(
         {
             "NOVA_API_URL": "https://api.example.kz/api",
@@ -144,8 +145,9 @@ def test_every_setting_of_the_api_and_warehouse_reaches_its_resource(tmp_path):
     with warehouse.get_connection() as con:
         assert con.execute(
             "SELECT current_setting('threads'), current_setting('memory_limit'), "
-            "current_setting('TimeZone')"
-        ).fetchone() == (1, "286.1 MiB", "UTC")
+            "current_setting('TimeZone'), current_setting('preserve_insertion_order'), "
+            "current_setting('enable_progress_bar_print')"
+        ).fetchone() == (1, "286.1 MiB", "UTC", False, False)
     assert (tmp_path / "elsewhere.duckdb").exists()
 
 

@@ -186,7 +186,8 @@ def test_late_and_rerated_records_arrive_at_later_syncs(start_simulator):
 
 
 def test_a_rerated_record_always_changes_its_cost():
-    """A free event re-rated at its own cost would be a re-rating no client can see."""
+    """A free event re-rated at its own cost, or a late record re-rated before it first
+    appears, would be a re-rating no client can see."""
     day = Dataset(FleetSpec(seed=7, sims=1000, groups=3)).day_events(DAY)
     assert len(day.rerated_items) > 0.003 * len(day.items)
     costs = {
@@ -194,6 +195,9 @@ def test_a_rerated_record_always_changes_its_cost():
         for i, new in day.rerated_items.items()
     }
     assert all(old != new for old, new in costs.values())
+    assert all(day.rerate_at[i] > day.arrival[i] for i in day.rerated_items), (
+        "a record is re-rated at a sync after the one that brought it"
+    )
     assert any(old == 0 for old, _ in costs.values()), "free events are re-rated too"
 
 
@@ -218,6 +222,7 @@ def test_a_wrong_or_missing_token_gets_401(start_simulator):
         (query("19-11-2026", "18-11-2026"), "is after"),
         (query("18-11-2026", select=["x_1"]), "unknown selector"),
         (query("18-11-2026", select=["g_99"]), "no group with id 99"),
+        (query("18-11-2026", select=["s_99999999"]), "no SIM card with id 99999999"),
         (query("18-11-2026", page=-1), "page must be"),
         (query("18-11-2026", page=True), "page must be"),
         (query("18-11-2026", size=0), "size must be"),
