@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 DEMO_GROUPS = "1=Trackers,2=Vans,3=Meters,4=Gates,5=Pilot,6=Spare"
 DAYS = 7
 SIMULATOR_ARGS = ("--groups", "6", "--sims", "500")
+"""The simulated fleet of `make demo` and `make ui`: 500 SIMs in the six groups named above."""
 
 
 def _print_table(title: str, headers: list[str], rows: list[tuple], right: set[str]) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from nova_pipeline.demo import DEMO_GROUPS
+from nova_pipeline.demo import DEMO_GROUPS, SIMULATOR_ARGS
 from nova_pipeline.simulator.process import simulator_process, wait_until_ready
 
 REPO = Path(__file__).resolve().parent.parent
@@ -145,7 +145,7 @@ def wait_for_backfill(
 
 def main() -> int:
     port = int(os.environ.get("DAGSTER_PORT", "3000"))
-    with simulator_process(["--groups", "6", "--sims", "500"]) as api_url:
+    with simulator_process(SIMULATOR_ARGS) as api_url:
         env = {**os.environ, "NOVA_API_URL": api_url}
         env.setdefault("NOVA_GROUPS", DEMO_GROUPS)
         with dagster_dev(env, port=port) as url:
