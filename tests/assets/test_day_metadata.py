@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import dagster as dg
 
-from tests.conftest import NOW, day_metadata
+from tests.conftest import NOW, day_metadata, run_logs
 
 DAYS = ["2026-11-17", "2026-11-18", "2026-11-19", "2026-11-20"]
 """At NOW the provider has synced the 19th but not the 20th: its pull is empty."""
@@ -48,6 +48,10 @@ def test_each_day_of_a_range_run_carries_its_own_figures(make_pipeline):
         day: tuple(landed.get(day, (0, 0, 0, 0))) for day in DAYS
     }
     assert DAYS[-1] not in landed, "the 20th was pulled before its sync: no page"
+    assert any(
+        message.startswith(f"no items for ['{DAYS[-1]}']: the provider may not have synced")
+        for message in run_logs(pipeline, result)
+    ), "the run's log names the empty day"
     assert len({items for _, _, items, _ in landed.values()}) == 3
     assert sum(bad for _, bad, _, _ in landed.values()) > 0
 
