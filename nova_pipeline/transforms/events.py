@@ -98,7 +98,7 @@ REASON = f"""NULLIF(concat_ws('; ',
 ), '')"""
 """Every contract rule the item breaks, or NULL when it breaks none. A field that is JSON
 null comes out of `json_transform` as SQL NULL, as a missing one does: `_must` tells the
-two apart, and a null or missing `name` breaks no rule."""
+two apart for the required fields; a null or missing `name` breaks no rule."""
 
 NONCONFORMING_ITEMS = f"""
 SELECT day, selector, page, unnest(body.result.items) AS item
