@@ -118,6 +118,7 @@ def test_the_table_names_follow_nova_duckdb_path(tmp_path: Path):
         ("my.wh.duckdb", "my.main.t"),
         ("Data-1.db", '"Data-1".main.t'),
         ("warehouse", "warehouse.main.t"),
+        ("order.duckdb", '"order".main.t'),
     ],
 )
 def test_a_table_name_follows_the_warehouse_file(tmp_path: Path, file: str, name: str):

@@ -7,6 +7,7 @@ written by replacing it whole in one transaction, and sid uniqueness is an asset
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -107,12 +108,22 @@ TABLES: dict[str, list[Column]] = {
 }
 
 
+@functools.cache
+def _reserved_words() -> frozenset[str]:
+    with duckdb.connect() as con:
+        rows = con.execute(
+            "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category = 'reserved'"
+        ).fetchall()
+    return frozenset(word for (word,) in rows)
+
+
 def qualified_name(table: str, warehouse: Path) -> str:
     """The name that reaches `table` from a DuckDB session on the warehouse file: DuckDB
     names a file's catalog after its name up to the first dot (quoted when it is not a
-    plain identifier)."""
+    plain identifier, or is a reserved word such as `order`)."""
     catalog = warehouse.name.split(".")[0]
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", catalog):
+    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", catalog)
+    if not plain or catalog.lower() in _reserved_words():
         catalog = '"' + catalog.replace('"', '""') + '"'
     return f"{catalog}.main.{table}"
 
