@@ -6,7 +6,6 @@ import datetime as dt
 import os
 import subprocess
 import sys
-import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,16 +17,26 @@ import httpx
 import pytest
 import zstandard
 
+from nova_pipeline import ignore_chosen_warnings
 from nova_pipeline.simulator import FleetSpec, RunningSimulator, SimulatorConfig
-
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
-warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 ALMATY = dt.timezone(dt.timedelta(hours=5))
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=ALMATY)
 """The provider's clock in tests: the sync of 2026-11-20 has run, so 11-19 is complete."""
 DAY = dt.date(2026, 11, 18)
 SMALL_FLEET = FleetSpec(seed=7, sims=40, groups=3, events_per_sim_day=12)
+
+
+def pytest_collectstart() -> None:
+    """pytest resets the warning filters for collecting (which imports the definitions)
+    and for each test; the package's own filters only silence the features chosen, so any
+    other one fails the tests (pyproject.toml)."""
+    ignore_chosen_warnings()
+
+
+@pytest.fixture(autouse=True)
+def _chosen_dagster_features() -> None:
+    ignore_chosen_warnings()
 
 
 @pytest.fixture
