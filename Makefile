@@ -21,7 +21,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -W ignore::UserWarning -m nova_pipeline.demo
+	$(BIN)/python -m nova_pipeline.demo
 
 test: $(STAMP)
 	$(BIN)/ruff check nova_pipeline tests bench
