@@ -43,10 +43,6 @@ from nova_pipeline.warehouse import TABLES  # noqa: E402
 NOW = "2026-11-20T12:00:00+05:00"
 ANALYSIS = REPO / "bench" / "analysis.md"
 """What limits the figures, from profiling; written by hand, appended to the report."""
-PER_RUN_DAYS = 12
-"""One run per day is measured over 12 days, not 60: at 7-10 s of start-up per run it
-would take most of the 15-minute budget; its seconds per day do not depend on the count
-(7.0-9.5 s a day over 20 days in earlier runs)."""
 DAY = dt.date(2026, 11, 18)
 GROUPS = 6
 """The demo's six groups: about 85% of the SIMs are in one, so their pulls fetch most of
@@ -298,9 +294,18 @@ def backfill(days: int, per_day_sims: int, days_per_run: int, workdir: Path) -> 
             state = wait_for_backfill(url, launch_backfill(url, list(TABLES), partitions))
     if state["status"] != "COMPLETED_SUCCESS":
         raise RuntimeError(f"backfill ended {state['status']}")
-    # Launch to the end of the last run: the daemon's later bookkeeping tick is not work.
-    seconds = max(run["endTime"] for run in state["runs"]) - launched_at
-    return {"runs": len(state["runs"]), "seconds": seconds, "seconds_per_day": seconds / days}
+    # Dagster's backfill daemon takes a launched backfill up at its next tick (every 30 s in
+    # 1.13, whatever the mode): that wait is timed apart from the runs, which are timed
+    # from the creation of the first to the end of the last (the daemon's later
+    # bookkeeping tick is not work either).
+    created = min(run["creationTime"] for run in state["runs"])
+    ended = max(run["endTime"] for run in state["runs"])
+    return {
+        "runs": len(state["runs"]),
+        "pickup_seconds": created - launched_at,
+        "seconds_per_day": (ended - created) / days,
+        "seconds_per_day_from_launch": (ended - launched_at) / days,
+    }
 
 
 def write_report(results: dict, path_json: Path, path_md: Path) -> None:
@@ -338,13 +343,19 @@ def write_report(results: dict, path_json: Path, path_md: Path) -> None:
         f"| peak RSS, 100,000-event day | {r['peak_rss_mb_100k']:.0f} MB | — |",
         f"| peak RSS, 1,000,000-event day | {r['peak_rss_mb_1m']:.0f} MB | ≤ 400 MB |",
         f"| RSS 1M / 100k | {r['rss_ratio_1m_to_100k']:.2f} | ≤ 1.3 |",
-        f"| backfill 60 days x 20,000 events, batched | {r['backfill_runs_batched']} runs, "
-        f"{r['backfill_seconds_per_day_batched']:.2f} s/day | — |",
-        f"| same, one run per day (first {r['backfill_days_per_run_mode']} days) | "
-        f"{r['backfill_runs_per_run']} runs, "
-        f"{r['backfill_seconds_per_day_per_run']:.2f} s/day | — |",
-        f"| batched / per-run seconds per day | {r['backfill_batched_to_per_run_ratio']:.2f} "
-        "| ≤ 0.2 |",
+        f"| backfill {r['backfill_days']} days x 20,000 events, batched: runs, from the "
+        f"first created to the last ended (from launch) | {r['backfill_runs_batched']} runs, "
+        f"{r['backfill_seconds_per_day_batched']:.2f} s/day "
+        f"({r['backfill_seconds_per_day_batched_from_launch']:.2f}) | — |",
+        f"| same, one run per day | {r['backfill_runs_per_run']} runs, "
+        f"{r['backfill_seconds_per_day_per_run']:.2f} s/day "
+        f"({r['backfill_seconds_per_day_per_run_from_launch']:.2f}) | — |",
+        f"| batched / per-run seconds per day (from launch) | "
+        f"{r['backfill_batched_to_per_run_ratio']:.2f} "
+        f"({r['backfill_batched_to_per_run_ratio_from_launch']:.2f}) | ≤ 0.2 |",
+        f"| launch to first run, Dagster's backfill daemon tick: batched, one run per day | "
+        f"{r['backfill_pickup_seconds_batched']:.0f} s, "
+        f"{r['backfill_pickup_seconds_per_run']:.0f} s | — |",
         f"| batched backfill at full volume: {r['batch_days_1m']} days, "
         f"{r['batch_events_1m']:,} events, one run | {r['batch_seconds_per_day_1m']:.1f} s/day "
         f"({r['batch_events_per_s_1m']:,.0f} events/s), peak RSS "
@@ -374,7 +385,6 @@ def main() -> None:
     parser.add_argument("--md", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
     big, small, days, per_day = (50_000, 5_000, 60, 1_000) if not args.smoke else (60, 20, 3, 10)
-    per_run_days = PER_RUN_DAYS if not args.smoke else 2
     full_batch_days = FULL_BATCH_DAYS if not args.smoke else 2
     repeats = REPEATS if not args.smoke else 1
     results: dict = {
@@ -435,16 +445,17 @@ def main() -> None:
             f"{results['peak_rss_mb_batch_1m']:.0f} MB",
             flush=True,
         )
-        batched = backfill(days, per_day, 31, tmp_path / "batched")
-        per_run = backfill(per_run_days, per_day, 1, tmp_path / "per_run")
-        results |= {
-            "backfill_days": days,
-            "backfill_runs_batched": batched["runs"],
-            "backfill_seconds_per_day_batched": batched["seconds_per_day"],
-            "backfill_runs_per_run": per_run["runs"],
-            "backfill_days_per_run_mode": per_run_days,
-            "backfill_seconds_per_day_per_run": per_run["seconds_per_day"],
-        }
+        results["backfill_days"] = days
+        for mode, days_per_run in (("batched", 31), ("per_run", 1)):
+            timed = backfill(days, per_day, days_per_run, tmp_path / mode)
+            results |= {
+                f"backfill_runs_{mode}": timed["runs"],
+                f"backfill_seconds_per_day_{mode}": timed["seconds_per_day"],
+                f"backfill_seconds_per_day_{mode}_from_launch": timed[
+                    "seconds_per_day_from_launch"
+                ],
+                f"backfill_pickup_seconds_{mode}": timed["pickup_seconds"],
+            }
     results["e2e_to_ceiling_ratio"] = (
         results["e2e_events_per_s_1m"] / results["ceiling_events_per_s"]
     )
@@ -452,9 +463,11 @@ def main() -> None:
         results["e2e_events_per_s_1m"] / results["plain_client_items_per_s"]
     )
     results["rss_ratio_1m_to_100k"] = results["peak_rss_mb_1m"] / results["peak_rss_mb_100k"]
-    results["backfill_batched_to_per_run_ratio"] = (
-        results["backfill_seconds_per_day_batched"] / results["backfill_seconds_per_day_per_run"]
-    )
+    for suffix in ("", "_from_launch"):
+        results[f"backfill_batched_to_per_run_ratio{suffix}"] = (
+            results[f"backfill_seconds_per_day_batched{suffix}"]
+            / results[f"backfill_seconds_per_day_per_run{suffix}"]
+        )
     assert results["backfill_runs_batched"] == math.ceil(days / 31)
     write_report(results, args.out, args.md)
     print(args.md.read_text())

@@ -84,7 +84,7 @@ mutation Launch($params: LaunchBackfillParams!) {
 BACKFILL_STATUS = """
 query Status($id: String!) {
   partitionBackfillOrError(backfillId: $id) {
-    ... on PartitionBackfill { status runs { id status startTime endTime } }
+    ... on PartitionBackfill { status runs { id status creationTime startTime endTime } }
     ... on PythonError { message }
   }
 }"""
