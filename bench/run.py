@@ -4,7 +4,7 @@ The simulator always runs as a separate process on loopback. Each end-to-end fig
 one Dagster run in a fresh Python process (so its peak RSS is its own). Writes
 bench/results/latest.json and docs/benchmarks.md.
 
-    python bench/run.py            # the full benchmark (5-8 minutes here)
+    python bench/run.py            # the full benchmark (about 8 minutes here)
     python bench/run.py --smoke    # tiny volumes, no targets (used by the test suite)
 """
 
