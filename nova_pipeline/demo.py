@@ -118,12 +118,16 @@ def main() -> int:
 
         import duckdb
 
-        from nova_pipeline.transforms.costs import GROUP_TOTALS_SQL, TOP_SIMS_SQL
+        from nova_pipeline.transforms.costs import (
+            ACCOUNT_TOTALS_SQL,
+            GROUP_TOTALS_SQL,
+            TOP_SIMS_SQL,
+        )
 
         with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
             groups = con.execute(GROUP_TOTALS_SQL, [first, last]).fetchall()
+            events, total = con.execute(ACCOUNT_TOTALS_SQL, [first, last]).fetchone()
             top = con.execute(TOP_SIMS_SQL, [first, last]).fetchall()
-    events, total = (sum(row[i] for row in groups) for i in (3, 4))
     _print_table(
         f"Cost per group, {first}..{last} (euro)",
         ["group", "name", "active SIMs (max/day)", "events", "cost €"],
@@ -131,6 +135,8 @@ def main() -> int:
         + [("", "total", "", f"{events:,}", f"{total:,.2f}")],
         right={"group", "active SIMs (max/day)", "events", "cost €"},
     )
+    if sum(row[4] for row in groups) != total:
+        print("(a SIM the pulls put in two groups counts in each group's row, once in the total)")
     _print_table(
         f"Top 10 SIMs by cost, {first}..{last} (euro)",
         ["sim_id", "name", "iccid", "events", "cost €"],

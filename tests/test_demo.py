@@ -38,7 +38,7 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
 
 def run_demo(env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-W", "ignore::UserWarning", "-m", "nova_pipeline.demo"],
+        [sys.executable, "-m", "nova_pipeline.demo"],
         env=env,
         capture_output=True,
         text=True,

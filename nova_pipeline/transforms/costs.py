@@ -98,3 +98,10 @@ GROUP BY group_id, group_name ORDER BY group_id NULLS LAST
 """
 """Per group over a range of days: the most SIMs active on any one day, events and euro
 ('ungrouped' last; the group_daily_cost run's metadata, the demo's first table)."""
+
+ACCOUNT_TOTALS_SQL = """
+SELECT coalesce(sum(events), 0), coalesce(sum(cost_eur), 0)
+FROM sim_daily_cost WHERE day BETWEEN ? AND ?
+"""
+"""Events and euro of the whole account over a range of days, each SIM counted once: the
+demo's total row, which the group rows exceed when the pulls put a SIM in two groups."""

@@ -20,6 +20,7 @@ from nova_pipeline.checks import (
     rejects_share,
 )
 from nova_pipeline.definitions import ASSETS
+from nova_pipeline.transforms.costs import ACCOUNT_TOTALS_SQL, GROUP_TOTALS_SQL
 from nova_pipeline.warehouse import ensure_schema
 from tests.conftest import DAY, index_page
 
@@ -123,8 +124,9 @@ def test_checks_run_with_no_partition_judge_every_stored_day_at_once(make_pipeli
 
 def test_a_day_with_a_sim_in_two_groups_is_reconciled_counting_it_in_each(make_pipeline):
     """Overlapping groups count a SIM's cost in each of its groups, so such a day's group
-    rows add up to more than the account; the check counts the SIM once per group, names
-    the day, and still catches a group row that is off by a cent."""
+    rows add up to more than the account (the demo's total row counts it once); the check
+    counts the SIM once per group, names the day, and still catches a group row that is
+    off by a cent."""
     pipeline = make_pipeline()
     pipeline.run(DAY_BEFORE_KEY, DAY_KEY)
     [(sim, cost)] = pipeline.sql(
@@ -146,6 +148,8 @@ def test_a_day_with_a_sim_in_two_groups_is_reconciled_counting_it_in_each(make_p
         DAY,
     )
     assert accounted == total + cost
+    assert sum(row[4] for row in pipeline.sql(GROUP_TOTALS_SQL, DAY, DAY)) == accounted
+    assert pipeline.sql(ACCOUNT_TOTALS_SQL, DAY, DAY)[0][1] == total, "the demo's total row"
     evaluations = {e.partition: e for e in result.get_asset_check_evaluations()}
     assert {e.check_name for e in evaluations.values()} == {"group_cost_reconciles"}
     assert all(e.passed for e in evaluations.values())
