@@ -158,6 +158,35 @@ def _api_url(env: Mapping[str, str]) -> str:
     return raw
 
 
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP header name (RFC 9110 token)."""
+
+HEADER_TEXT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+"""What the auth header's value may hold: printable ASCII, blanks only inside."""
+
+
+def _auth(env: Mapping[str, str]) -> tuple[str, str, str]:
+    """(header, scheme, token). A character a header cannot carry would otherwise fail
+    every request as a connection error, or raise from the encoder; the token is checked
+    without blanks around it (the client drops them) and never shown."""
+    header = env.get("NOVA_AUTH_HEADER") or Settings.auth_header
+    if not HEADER_NAME.fullmatch(header):
+        raise SettingsError(f"NOVA_AUTH_HEADER: {header!r} is not an HTTP header name")
+    scheme = env.get("NOVA_AUTH_SCHEME", Settings.auth_scheme)
+    if scheme and not HEADER_TEXT.fullmatch(scheme):
+        raise SettingsError(
+            f"NOVA_AUTH_SCHEME: {scheme!r} holds a character an HTTP header cannot carry"
+        )
+    token = env.get("NOVA_API_TOKEN", "").strip()
+    bad = next((n for n, c in enumerate(token, 1) if not " " <= c <= "~"), None)
+    if bad is not None:
+        raise SettingsError(
+            f"NOVA_API_TOKEN: character {bad} of {len(token)} is a control character or "
+            "not ASCII, which an HTTP header cannot carry (the value is not shown)"
+        )
+    return header, scheme, token
+
+
 @functools.cache
 def current_settings() -> Settings:
     """The settings of this process, read from the environment on first use."""
@@ -173,11 +202,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     share = _float(env, "NOVA_REJECT_ERROR_SHARE", Settings.reject_error_share)
     if share >= 1:
         raise SettingsError(f"NOVA_REJECT_ERROR_SHARE: {share} must be below 1")
+    auth_header, auth_scheme, api_token = _auth(env)
     return Settings(
         api_url=_api_url(env),
-        api_token=env.get("NOVA_API_TOKEN", ""),
-        auth_header=env.get("NOVA_AUTH_HEADER") or Settings.auth_header,
-        auth_scheme=env.get("NOVA_AUTH_SCHEME", Settings.auth_scheme),
+        api_token=api_token,
+        auth_header=auth_header,
+        auth_scheme=auth_scheme,
         page_size=_int(env, "NOVA_PAGE_SIZE", Settings.page_size),
         max_pages=_int(env, "NOVA_MAX_PAGES", Settings.max_pages),
         connect_timeout_s=_float(env, "NOVA_CONNECT_TIMEOUT", Settings.connect_timeout_s),

@@ -33,6 +33,19 @@ def test_the_token_never_shows_in_the_settings_repr():
     assert "s3cret" not in repr(load_settings({"NOVA_API_TOKEN": "s3cret"}))
 
 
+def test_a_token_a_header_cannot_carry_fails_at_load_without_showing_it():
+    """A line break inside the token (a CRLF file) would fail every request as a connection
+    error after all its retries, a non-ASCII letter would raise from the encoder; blanks
+    around it, a trailing newline included, are dropped."""
+    for token, position in (("s3cret\r\nX-Other: 1", 7), ("s3crét", 5)):
+        with pytest.raises(SettingsError) as error:
+            load_settings({"NOVA_API_TOKEN": token})
+        message = str(error.value)
+        assert message.startswith(f"NOVA_API_TOKEN: character {position} of {len(token)} is")
+        assert "s3c" not in message and "(the value is not shown)" in message
+    assert load_settings({"NOVA_API_TOKEN": " s3cret\r\n"}).api_token == "s3cret"
+
+
 def test_groups_parse_and_duckdb_path_follows_data_dir():
     s = load_settings({"NOVA_GROUPS": "1=Trackers, 2 = Fleet vans", "NOVA_DATA_DIR": "/x"})
     assert s.groups == {1: "Trackers", 2: "Fleet vans"}
@@ -86,6 +99,8 @@ def test_a_lookback_of_zero_pulls_yesterday_alone():
         ({"NOVA_DUCKDB_THREADS": "0"}, "NOVA_DUCKDB_THREADS: 0 is below the minimum 1"),
         ({"NOVA_DUCKDB_MEMORY_MB": "32"}, "NOVA_DUCKDB_MEMORY_MB: 32 is below the minimum 64"),
         ({"NOVA_DUCKDB_LOCK_WAIT": "-5"}, "NOVA_DUCKDB_LOCK_WAIT: -5.0 must be positive"),
+        ({"NOVA_AUTH_HEADER": "X Api Key"}, "NOVA_AUTH_HEADER: 'X Api Key' is not an HTTP"),
+        ({"NOVA_AUTH_SCHEME": "Bearer\t"}, "NOVA_AUTH_SCHEME: 'Bearer\\t' holds a character"),
     ],
 )
 def test_a_bad_setting_names_itself(env, message):

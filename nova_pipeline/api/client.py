@@ -84,7 +84,7 @@ class Endpoint:
             "User-Agent": f"nova-pipeline (python-httpx/{httpx.__version__})",
         }
         if token:
-            headers[auth_header] = f"{auth_scheme} {token}".strip()
+            headers[auth_header] = f"{auth_scheme} {token.strip()}".strip()
         self._headers = httpx.Headers(headers)
         self._timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s).as_dict()
         self._transport = transport or httpx.HTTPTransport(proxy=environment_proxy(self.url))

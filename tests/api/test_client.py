@@ -170,6 +170,12 @@ def test_the_token_is_sent_but_never_recorded(start_simulator, caplog):
     assert TOKEN not in caplog.text
 
 
+def test_blanks_around_the_token_are_not_sent(start_simulator):
+    sim = start_simulator(token=TOKEN)
+    pages, _ = fetch(sim, token=f" {TOKEN}\r\n")
+    assert pages
+
+
 def test_a_bad_request_carries_the_servers_message(simulator):
     with client_for(simulator) as client, pytest.raises(RequestRejected) as error:
         list(client.pages(DAY, DAY, "g_99"))

@@ -76,6 +76,7 @@ def test_the_token_appears_nowhere_after_retries_and_a_failed_run(tmp_path):
         ({"NOVA_GROUPS": "1:Trackers"}, "NOVA_GROUPS: '1:Trackers' is not `<id>=<name>`"),
         ({"NOVA_TIMEZONE": "Asia/Atlantis"}, "NOVA_TIMEZONE: 'Asia/Atlantis' is not a known"),
         ({"NOVA_START_DATE": "2999-01-01"}, "NOVA_START_DATE: 2999-01-01 is not in the past"),
+        ({"NOVA_API_TOKEN": "nvtok\r\nX: 1"}, "NOVA_API_TOKEN: character 6 of 11 is a control"),
     ],
 )
 def test_a_bad_setting_fails_at_load_naming_it(tmp_path, env, message):
