@@ -26,6 +26,7 @@ from duckdb import DuckDBPyConnection
 
 from nova_pipeline.assets.common import DUCKDB_POOL, landing_files, markdown_table
 from nova_pipeline.partitions import DAILY, day_range, days_between
+from nova_pipeline.resources import LandingZoneResource
 from nova_pipeline.settings import current_settings
 from nova_pipeline.transforms.events import GROUP_SIDS_MISSING_SQL, stage_group_items
 from nova_pipeline.warehouse import EVENT_TYPES
@@ -393,8 +394,10 @@ def call_sms_events_checks(
     yield from _report(context, findings)
 
 
-@warehouse_check(
-    "sim_group_membership",
+@dg.asset_check(
+    asset="sim_group_membership",
+    partitions_def=DAILY,
+    pool=DUCKDB_POOL,
     blocking=True,
     additional_deps=["call_sms_events"],
     description=(
@@ -403,18 +406,22 @@ def call_sms_events_checks(
     ),
 )
 def group_sids_in_account_pull(
-    context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource
-) -> Finding:
+    context: dg.AssetCheckExecutionContext,
+    duckdb: DuckDBResource,
+    landing_zone: LandingZoneResource,
+) -> Report:
+    """A warehouse check that also reads the group pulls' landing files."""
     days = _days(context)
     with duckdb.get_connection() as con:
-        stage_group_items(con, *landing_files(con, days[0], days[1], "g\\_%"))
+        stage_group_items(con, *landing_files(con, landing_zone.landing(), *days, "g\\_%"))
         failing = con.execute(GROUP_SIDS_MISSING_SQL).fetchall()
-    return Finding(
+    finding = Finding(
         days,
         failing,
         ["day", "pull", "sids missing from `all`"],
         "group pulls returned sids the account pull did not",
     )
+    yield from _report(context, [(context.check_specs[0], finding)])
 
 
 @warehouse_check(

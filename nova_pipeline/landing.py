@@ -14,8 +14,8 @@ client waits on the API, and DuckDB reads the files as fast as plain ones
 (docs/design.md). `zstd -dc <file>` or `zstandard.open` show the pages.
 A fetch writes into a fresh `fetch=` folder, each file through a temporary name and a
 rename, so a reader never sees half a file. Which fetch is current is recorded by the
-`call_sms_raw_pages` table (it names each page's file and line); older fetch folders of
-a day are removed once a newer one is committed there.
+`call_sms_raw_pages` table (it names each page's file, relative to the landing folder,
+and line); older fetch folders of a day are removed once a newer one is committed there.
 """
 
 from __future__ import annotations
@@ -78,9 +78,38 @@ def page_line(day: dt.date, page: Page) -> tuple[bytes, bytes, bytes]:
     return head, body, b"}\n"
 
 
+class LandingFilesMissing(FileNotFoundError):
+    """The raw index names landing files that are not in the landing folder."""
+
+
 class Landing:
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root) / "call_sms"
+    def __init__(self, base: Path | str) -> None:
+        self.base = Path(base)
+        self.root = self.base / "call_sms"
+
+    def path(self, landing_file: str) -> Path:
+        """Where an indexed file is now. The index names files relative to the landing
+        folder, so NOVA_DATA_DIR can move with its files; a name stored absolute (before
+        it was relative) stays as it was."""
+        return (self.base / landing_file).resolve()
+
+    def existing(self, indexed: Iterable[tuple[dt.date, str]]) -> list[Path]:
+        """The paths of indexed (day, file) pairs, each checked to be there: DuckDB alone
+        would fail on the first missing one without saying what to do about it."""
+        paths = {(day, self.path(name)) for day, name in indexed}
+        missing = sorted((day, path) for day, path in paths if not path.is_file())
+        if missing:
+            days = sorted({day.isoformat() for day, _ in missing})
+            listed = ", ".join(days[:5])
+            if len(days) > 5:
+                listed += f" and {len(days) - 5} more days"
+            raise LandingFilesMissing(
+                f"call_sms_raw_pages indexes landing files that are not in "
+                f"{self.base.resolve()}: {len(missing)} file(s) of {listed} (the first: "
+                f"{missing[0][1]}). If the folder moved, point NOVA_DATA_DIR at it; otherwise "
+                "materialize call_sms_raw_pages for those days to pull them again."
+            )
+        return sorted({path for _, path in paths})
 
     def day_dir(self, day: dt.date) -> Path:
         return self.root / f"day={day.isoformat()}"
@@ -100,7 +129,7 @@ class Landing:
             False: fetch_dir / f"{selector}.nonconforming{SUFFIX}",
         }
         tmp = {conforms: path.with_name(path.name + ".tmp") for conforms, path in paths.items()}
-        names = {conforms: str(path.resolve()) for conforms, path in paths.items()}
+        names = {c: path.relative_to(self.base).as_posix() for c, path in paths.items()}
         records: list[PageRecord] = []
         with ExitStack() as stack:
             files: dict[bool, BinaryIO] = {}

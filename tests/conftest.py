@@ -117,6 +117,10 @@ class Pipeline:
         with self.resources["duckdb"].get_connection() as con:
             return con.execute(query, list(params)).fetchall()
 
+    def landed(self, landing_file: str) -> Path:
+        """Where a file the raw index names is (the index names it within the landing zone)."""
+        return self.resources["landing_zone"].landing().path(landing_file)
+
 
 @contextmanager
 def warehouse_held(path: str | Path, read_only: bool = True) -> Iterator[subprocess.Popen]:

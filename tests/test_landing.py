@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 from pathlib import Path
 
+import pytest
+
 from nova_pipeline.api import ClientConfig, Endpoint, NovaClient
-from nova_pipeline.landing import Landing, page_line
+from nova_pipeline.landing import Landing, LandingFilesMissing, page_line
 from tests.conftest import DAY, landed_lines
 
 
@@ -27,11 +30,12 @@ def test_a_body_laid_out_over_lines_lands_on_one_line_with_its_values(start_simu
         assert json.loads(line)["body"] == json.loads(page.body)
 
 
-def test_the_index_names_absolute_files_though_the_data_folder_is_relative(
+def test_the_index_names_files_within_the_landing_zone_so_it_can_move(
     start_simulator, tmp_path, monkeypatch
 ):
-    """NOVA_DATA_DIR defaults to `data`, relative to where the step runs; the raw table keeps
-    file names a later run or an analyst can open from anywhere."""
+    """NOVA_DATA_DIR defaults to `data`, relative to where the step runs; the raw table names
+    each file within the landing zone, so the same name is found from any folder, and after
+    the folder moved, by a landing zone at its new place."""
     sim = start_simulator(faults={"bad_items": 0.5})
     monkeypatch.chdir(tmp_path)
     landing = Landing(Path("data") / "landing")
@@ -40,11 +44,32 @@ def test_the_index_names_absolute_files_though_the_data_folder_is_relative(
             DAY, landing.new_fetch_dir(DAY), "all", api.pages(DAY, DAY, "all")
         )
     assert {r.conforms for r in records} == {True, False}
+    fetch = f"call_sms/day={DAY.isoformat()}/fetch="
+    assert all(r.landing_file.startswith(fetch) for r in records)
     monkeypatch.chdir("/")
+    (tmp_path / "data").rename(tmp_path / "moved")
+    moved = Landing(tmp_path / "moved" / "landing")
     for record in records:
-        assert Path(record.landing_file).is_absolute()
-        assert Path(record.landing_file).is_relative_to((tmp_path / "data" / "landing").resolve())
-        assert json.loads(landed_lines(record.landing_file)[record.line])["page"] == record.page
+        path = moved.path(record.landing_file)
+        assert json.loads(landed_lines(path)[record.line])["page"] == record.page
+    names = [(DAY, r.landing_file) for r in records]
+    assert moved.existing(names) == sorted({moved.path(r.landing_file) for r in records})
+    stored_absolute = [(DAY, str(moved.path(r.landing_file))) for r in records]
+    assert Landing(tmp_path / "elsewhere").existing(stored_absolute) == moved.existing(names)
+
+
+def test_indexed_files_not_in_the_landing_zone_are_named_with_their_days_and_a_remedy(tmp_path):
+    landing = Landing(tmp_path / "landing")
+    days = [DAY - dt.timedelta(days=n) for n in range(7)]
+    with pytest.raises(LandingFilesMissing) as error:
+        landing.existing((day, f"call_sms/day={day}/fetch=x/all.ndjson.zst") for day in days)
+    first = landing.path(f"call_sms/day={days[-1]}/fetch=x/all.ndjson.zst")
+    assert str(error.value) == (
+        f"call_sms_raw_pages indexes landing files that are not in {tmp_path / 'landing'}: "
+        f"7 file(s) of {', '.join(str(d) for d in sorted(days)[:5])} and 2 more days (the first: "
+        f"{first}). If the folder moved, point NOVA_DATA_DIR at it; otherwise materialize "
+        "call_sms_raw_pages for those days to pull them again."
+    )
 
 
 def test_two_fetches_of_a_day_in_the_same_second_get_folders_of_their_own(tmp_path):

@@ -12,6 +12,7 @@ from types import ModuleType
 import dagster as dg
 import duckdb
 
+from nova_pipeline.landing import Landing
 from nova_pipeline.partitions import BACKFILL, DAILY, days_between
 from nova_pipeline.settings import current_settings
 from nova_pipeline.warehouse import TABLES, qualified_name
@@ -79,16 +80,19 @@ def register_groups(con: duckdb.DuckDBPyConnection, groups: Mapping[int, str]) -
 
 
 def landing_files(
-    con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date, selectors: str
+    con: duckdb.DuckDBPyConnection, landing: Landing, start: dt.date, end: dt.date, selectors: str
 ) -> tuple[list[str], list[str]]:
-    """The landing files the committed raw pages of these days point to: (conforming,
-    nonconforming). Pages indexed before `conforms` was recorded count as nonconforming."""
+    """The landing files the committed raw pages of these days point to, where the landing
+    zone now is, each checked to be there: (conforming, nonconforming). Pages indexed
+    before `conforms` was recorded count as nonconforming."""
     rows = con.execute(
-        "SELECT DISTINCT landing_file, conforms IS TRUE FROM call_sms_raw_pages "
-        "WHERE day BETWEEN ? AND ? AND selector LIKE ? ESCAPE '\\' ORDER BY 1",
+        "SELECT DISTINCT day, landing_file, conforms IS TRUE FROM call_sms_raw_pages "
+        "WHERE day BETWEEN ? AND ? AND selector LIKE ? ESCAPE '\\'",
         [start, end, selectors],
     ).fetchall()
-    return [f for f, ok in rows if ok], [f for f, ok in rows if not ok]
+    conforming = landing.existing((day, name) for day, name, ok in rows if ok)
+    nonconforming = landing.existing((day, name) for day, name, ok in rows if not ok)
+    return [str(p) for p in conforming], [str(p) for p in nonconforming]
 
 
 def add_daily_metadata(

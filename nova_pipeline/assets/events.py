@@ -20,7 +20,7 @@ from nova_pipeline.assets.common import (
     table_metadata,
 )
 from nova_pipeline.partitions import DAILY, day_range, days_between
-from nova_pipeline.resources import FleetGroupsResource
+from nova_pipeline.resources import FleetGroupsResource, LandingZoneResource
 from nova_pipeline.transforms import events as event_sql
 from nova_pipeline.transforms.events import (
     DELETE_REPEATED_COPIES_SQL,
@@ -86,9 +86,10 @@ RAW = dg.AssetKey("call_sms_raw_pages")
     **DAILY_WAREHOUSE_STEP,
 )
 def call_sms_events(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource
+    context: dg.AssetExecutionContext, duckdb: DuckDBResource, landing_zone: LandingZoneResource
 ) -> Iterator[dg.MaterializeResult]:
     start, end = day_range(context)
+    landing = landing_zone.landing()
     days = {"start": start, "end": end}
 
     def insert_events(c: DuckDBPyConnection) -> None:
@@ -98,8 +99,8 @@ def call_sms_events(
 
     with duckdb.get_connection() as con:
         # Events come from the `all` pull; rejects from any pull's nonconforming pages.
-        conforming, _ = landing_files(con, start, end, "all")
-        _, nonconforming = landing_files(con, start, end, "%")
+        conforming, _ = landing_files(con, landing, start, end, "all")
+        _, nonconforming = landing_files(con, landing, start, end, "%")
         stage_items(con, conforming, nonconforming)
         previous = dict(
             con.execute(
@@ -216,13 +217,16 @@ def call_sms_events(
     ),
 )
 def sim_group_membership(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource, fleet_groups: FleetGroupsResource
+    context: dg.AssetExecutionContext,
+    duckdb: DuckDBResource,
+    fleet_groups: FleetGroupsResource,
+    landing_zone: LandingZoneResource,
 ) -> dg.MaterializeResult:
     start, end = day_range(context)
     groups = fleet_groups.as_map()
     with duckdb.get_connection() as con:
         register_groups(con, groups)
-        stage_group_items(con, *landing_files(con, start, end, "g\\_%"))
+        stage_group_items(con, *landing_files(con, landing_zone.landing(), start, end, "g\\_%"))
         replace_days(con, start, end, {"sim_group_membership": lambda c: c.execute(MEMBERSHIP_SQL)})
         add_daily_metadata(context, day_totals(con, "sim_group_membership", start, end))
         per_group = con.execute(

@@ -49,7 +49,11 @@ TABLES: dict[str, list[Column]] = {
         Column("body_bytes", "BIGINT", "Size of the verbatim body"),
         Column("fetched_at", "TIMESTAMPTZ", "When the accepted attempt started (UTC)"),
         Column("request", "VARCHAR", "URL and JSON body of the request (no secrets)"),
-        Column("landing_file", "VARCHAR", "zstd NDJSON file holding the body verbatim"),
+        Column(
+            "landing_file",
+            "VARCHAR",
+            "zstd NDJSON file holding the body verbatim, within NOVA_DATA_DIR/landing",
+        ),
         Column("line", "INTEGER", "Line of that file, from 0"),
         Column(
             "conforms",

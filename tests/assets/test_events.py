@@ -67,12 +67,12 @@ def test_every_page_is_kept_verbatim_and_indexed(make_pipeline):
     assert meta["items_group_pulls"].value == sum(
         len(served_items(pipeline.sim.api_url, DAY, f"g_{g}")) for g in (1, 2, 3)
     )
-    files = {p[3] for p in pages}
+    files = {pipeline.landed(p[3]) for p in pages}
     assert meta["landed_mb"].value == round(sum(os.path.getsize(f) for f in files) / 1e6, 2)
     assert meta["landed_mb"].value < meta["body_mb"].value / 3
     page_of_sid = {}
     for selector, page, count, path, line, request, fetched_at in pages:
-        record = json.loads(landed_lines(path)[line])
+        record = json.loads(landed_lines(pipeline.landed(path))[line])
         assert (record["selector"], record["page"]) == (selector, page)
         assert dt.datetime.fromisoformat(record["fetched_at"]) == fetched_at
         assert len(record["body"]["result"]["items"]) == count
@@ -134,7 +134,7 @@ def test_bad_items_are_quarantined_with_their_reason_and_totals_unchanged(
     files_of = {sel: {path for s, _, path, _ in indexed if s == sel} for sel, _, _ in landed}
     assert all(len(files) == 2 for files in files_of.values()), "a pull's pages, in two files"
     for selector, page, path, line in indexed:
-        record = json.loads(landed_lines(path)[line])
+        record = json.loads(landed_lines(faulty.landed(path))[line])
         assert (record["selector"], record["page"]) == (selector, page), f"{path}:{line}"
 
 

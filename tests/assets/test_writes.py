@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
-import os
+import shutil
+from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -59,11 +61,50 @@ def test_a_failure_between_delete_and_insert_keeps_the_previous_rows(make_pipeli
     pipeline.run(DAY_KEY)
     before = snapshot(pipeline)
     for path in glob.glob(str(pipeline.root / "landing/call_sms/day=*/fetch=*/all.ndjson.zst")):
-        os.remove(path)
+        Path(path).write_bytes(b"not zstd")
     result = pipeline.run(
         DAY_KEY, selection=["call_sms_events", "call_sms_rejects"], raise_on_error=False
     )
     assert not result.success
+    assert snapshot(pipeline) == before
+
+
+def test_a_moved_data_folder_is_read_where_it_now_is(make_pipeline, tmp_path):
+    """NOVA_DATA_DIR moved with its files (to a bigger disk): the stored days' events,
+    membership and checks re-run from their landed pages, without pulling them again."""
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    before = snapshot(pipeline)
+    moved = tmp_path / "bigger disk"
+    pipeline.root.rename(moved)
+    pipeline.reconfigure("landing_zone", root=str(moved / "landing"))
+    pipeline.reconfigure("duckdb", database=str(moved / "nova.duckdb"))
+    pipeline.sql("DELETE FROM call_sms_events")
+    pipeline.sql("DELETE FROM sim_group_membership")
+    stored = dg.AssetSelection.all() - dg.AssetSelection.assets("call_sms_raw_pages")
+    result = pipeline.run(DAY_KEY, selection=stored)
+    assert result.success
+    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert len(evaluations) == 9 and all(evaluations.values())
+    assert "group_sids_in_account_pull" in evaluations, "it reads the group pulls' files"
+    assert snapshot(pipeline) == before
+    assert before["call_sms_events"] and before["sim_group_membership"]
+
+
+def test_landed_pages_gone_fail_the_step_saying_what_to_do_and_keep_the_day(make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    before = snapshot(pipeline)
+    shutil.rmtree(pipeline.root / "landing")
+    result = pipeline.run(
+        DAY_KEY, selection=["call_sms_events", "call_sms_rejects"], raise_on_error=False
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.cause.message
+    assert f"not in {pipeline.root / 'landing'}: " in message
+    assert f"of {DAY_KEY} (the first: " in message
+    assert "materialize call_sms_raw_pages for those days to pull them again" in message
     assert snapshot(pipeline) == before
 
 
