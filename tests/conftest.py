@@ -80,7 +80,7 @@ class Pipeline:
             "landing_zone": LandingZoneResource(root=str(root / "landing")),
             "duckdb": WarehouseResource(database=str(root / "nova.duckdb")),
         }
-        self.instance = dg.DagsterInstance.ephemeral()
+        self.instance = dg.DagsterInstance.ephemeral(tempdir=str(root / "dagster"))
 
     def run(
         self,
