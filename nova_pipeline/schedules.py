@@ -11,13 +11,14 @@ from nova_pipeline.jobs import WAREHOUSE_ASSETS, call_sms_job
 from nova_pipeline.partitions import DAILY
 from nova_pipeline.settings import current_settings
 
+DAILY_SCHEDULE = "call_sms_daily"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 LATE_SYNC_TAG = "nova/late_sync_day"
 LATE_SYNC_INTERVAL_S = 30 * 60
 LATE_SYNC_MAX_REPULLS = 6
-"""An empty yesterday is pulled again every 30 minutes, at most 6 times (3 hours); after
-that it waits for the next daily run, which pulls it again within its lookback."""
+"""An empty or missing yesterday is pulled again every 30 minutes, at most 6 times (3 hours);
+after that it waits for the next daily run, which pulls it again within its lookback."""
 
 
 def days_for_tick(tick: dt.datetime, timezone: str, lookback_days: int) -> tuple[dt.date, dt.date]:
@@ -39,7 +40,7 @@ def build_daily_schedule(settings=None) -> dg.ScheduleDefinition:
     settings = settings or current_settings()
 
     @dg.schedule(
-        name="call_sms_daily",
+        name=DAILY_SCHEDULE,
         job=call_sms_job,
         cron_schedule=_cron(settings.schedule_time),
         execution_timezone=settings.timezone,
@@ -69,12 +70,15 @@ def late_sync_request(
     timezone: str,
     max_repulls: int = LATE_SYNC_MAX_REPULLS,
 ) -> dg.RunRequest | dg.SkipReason:
-    """A run of yesterday alone when its latest pull came back with no item.
+    """A run of yesterday alone when its latest pull came back with no item, or when the
+    daily run failed before it pulled the day.
 
     The provider syncs once a day; when the daily run comes before the sync, yesterday is
-    stored empty and would stay so until the next day's run. The run key names the empty
-    pull and the re-pulls before it: each empty result is pulled again once, and a re-pull
-    that failed (the API down for a while) is tried again at the next tick.
+    stored empty, and when the API is down for longer than a request's retries, the daily
+    run fails: either way the day would wait for the next day's run. The run key names the
+    empty pull or the failed daily run, and the re-pulls before it: each is pulled again
+    once, and a re-pull that failed is tried again at the next tick. A failed run started
+    by hand (a backfill) is left to whoever started it.
     """
     _, yesterday = days_for_tick(now, timezone, 0)
     day = yesterday.isoformat()
@@ -82,20 +86,28 @@ def late_sync_request(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("call_sms_raw_pages"), asset_partitions=[day]),
         limit=1,
     ).records
-    if not latest:
-        return dg.SkipReason(f"{day} has not been pulled yet (the daily schedule does it)")
-    empty_days = latest[0].asset_materialization.metadata.get("empty_days")
-    if empty_days is None or day not in empty_days.value:
-        return dg.SkipReason(f"{day} has items")
+    if latest:
+        empty_days = latest[0].asset_materialization.metadata.get("empty_days")
+        if empty_days is None or day not in empty_days.value:
+            return dg.SkipReason(f"{day} has items")
+        state, pull = "empty", str(latest[0].storage_id)
+    else:
+        daily = instance.get_runs(
+            dg.RunsFilter(tags={"dagster/schedule_name": DAILY_SCHEDULE, RANGE_END: day}), limit=1
+        )
+        if not daily or daily[0].status != dg.DagsterRunStatus.FAILURE:
+            return dg.SkipReason(f"{day} has not been pulled yet (the daily schedule does it)")
+        state, pull = "not pulled", f"failed-{daily[0].run_id}"
     repulls = instance.get_runs(dg.RunsFilter(tags={LATE_SYNC_TAG: day}))
     if any(not run.is_finished for run in repulls):
         return dg.SkipReason(f"a re-pull of {day} is queued or running")
     if len(repulls) >= max_repulls:
         return dg.SkipReason(
-            f"{day} is still empty after {len(repulls)} re-pulls; the next daily run pulls it again"
+            f"{day} is still {state} after {len(repulls)} re-pull{'s' * (len(repulls) != 1)}; "
+            "the next daily run pulls it again"
         )
     return dg.RunRequest(
-        run_key=f"late-sync-{day}-{latest[0].storage_id}-{len(repulls)}",
+        run_key=f"late-sync-{day}-{pull}-{len(repulls)}",
         tags={RANGE_START: day, RANGE_END: day, LATE_SYNC_TAG: day},
     )
 
@@ -110,7 +122,8 @@ def build_late_sync_sensor(settings=None) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Every {LATE_SYNC_INTERVAL_S // 60} minutes: when yesterday's latest pull had no "
-            "item (the provider had not synced it yet), pull yesterday again, at most "
+            "item (the provider had not synced it yet), or the daily run failed before it "
+            "pulled yesterday (the API down), pull yesterday again, at most "
             f"{LATE_SYNC_MAX_REPULLS} times."
         ),
     )

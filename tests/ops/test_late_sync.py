@@ -1,4 +1,5 @@
-"""A yesterday pulled before the provider's sync is pulled again once the sync has run."""
+"""A yesterday pulled before the provider's sync is pulled again once the sync has run, and
+one the daily run failed to pull (the API down) is pulled again once the API is back."""
 
 from __future__ import annotations
 
@@ -109,6 +110,62 @@ def test_a_failed_re_pull_is_tried_again_and_an_unfinished_one_is_waited_for(
     assert events == len(served_items(pipeline.sim.api_url, DAY)) > 0
     done = late_sync_request(pipeline.instance, TICK + dt.timedelta(hours=2), "Asia/Almaty")
     assert isinstance(done, dg.SkipReason) and "has items" in done.skip_message
+
+
+def test_a_yesterday_the_daily_run_failed_to_pull_is_pulled_again(start_simulator, make_pipeline):
+    """The API is down at the daily run's hour for longer than its retries: the run fails
+    and yesterday is not stored. The sensor pulls it again rather than leave it for the
+    next day's run; a failed run started by hand is not its business."""
+    pipeline = make_pipeline(sim=start_simulator(now=TICK))
+    day = DAY.isoformat()
+    api = pipeline.resources["nova_api"]
+    pipeline.resources["nova_api"] = NovaApiResource(
+        api_url=f"http://127.0.0.1:{free_port()}/api", max_attempts=2, backoff_base_s=0.01
+    )
+    by_hand = pipeline.run(day, raise_on_error=False)
+    assert not by_hand.success
+    skip = late_sync_request(pipeline.instance, TICK, "Asia/Almaty")
+    assert isinstance(skip, dg.SkipReason) and "not been pulled yet" in skip.skip_message
+
+    scheduled = {"dagster/schedule_name": "call_sms_daily"}
+    first = (DAY - dt.timedelta(days=3)).isoformat()
+    daily = pipeline.run(first, day, tags=scheduled, raise_on_error=False)
+    assert not daily.success
+    request = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=2)
+    assert isinstance(request, dg.RunRequest)
+    assert request.tags == {RANGE_START: day, RANGE_END: day, LATE_SYNC_TAG: day}
+    assert daily.run_id in request.run_key
+
+    failed = pipeline.run(day, tags=request.tags, raise_on_error=False)
+    assert not failed.success, "the API is still down"
+    retry = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=2)
+    assert isinstance(retry, dg.RunRequest) and retry.run_key != request.run_key
+
+    pipeline.resources["nova_api"] = api
+    pipeline.run(day, tags=retry.tags)
+    [(events,)] = pipeline.sql("SELECT count(*) FROM call_sms_events WHERE day = ?", DAY)
+    assert events == len(served_items(pipeline.sim.api_url, DAY)) > 0
+    done = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=2)
+    assert isinstance(done, dg.SkipReason) and "has items" in done.skip_message
+
+
+def test_a_yesterday_still_not_pulled_after_the_cap_waits_for_the_next_daily_run(
+    start_simulator, make_pipeline
+):
+    pipeline = make_pipeline(sim=start_simulator(now=TICK))
+    pipeline.resources["nova_api"] = NovaApiResource(
+        api_url=f"http://127.0.0.1:{free_port()}/api", max_attempts=1
+    )
+    day = DAY.isoformat()
+    tags = {"dagster/schedule_name": "call_sms_daily", RANGE_START: day, RANGE_END: day}
+    pipeline.run(day, tags=tags, raise_on_error=False)
+    request = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=1)
+    pipeline.run(day, tags=request.tags, raise_on_error=False)
+    capped = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=1)
+    assert isinstance(capped, dg.SkipReason)
+    assert capped.skip_message == (
+        f"{day} is still not pulled after 1 re-pull; the next daily run pulls it again"
+    )
 
 
 def test_the_sensor_is_on_by_default_and_asks_the_instance():
