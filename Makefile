@@ -6,8 +6,11 @@ STAMP := $(VENV)/.installed
 PORT ?= 8765
 
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# `make serve` (the real API): an instance and a warehouse apart from the simulator's.
+API_HOME ?= $(CURDIR)/.dagster_home_api
+API_DATA ?= $(CURDIR)/data_api
 
-.PHONY: demo test ui simulator lint bench clean
+.PHONY: demo test ui serve simulator lint bench clean
 
 # (Re)install when the venv is missing or pyproject.toml is newer than the last install.
 $(STAMP): pyproject.toml
@@ -30,6 +33,10 @@ test: $(STAMP)
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m nova_pipeline.ui
+
+serve: $(STAMP)
+	DAGSTER_HOME=$(API_HOME) NOVA_DATA_DIR="$${NOVA_DATA_DIR:-$(API_DATA)}" \
+		$(BIN)/python -m nova_pipeline.ui --api
 
 simulator: $(STAMP)
 	$(BIN)/python -m nova_pipeline.simulator --port $(PORT)

@@ -1,6 +1,7 @@
 """`make ui`: the simulator and `dagster dev` (webserver + daemon), stopped together on Ctrl-C;
-and, for the end-to-end test and the benchmark, a DAGSTER_HOME configured as `make ui`'s
-and a small driver of the UI's GraphQL API (backfills).
+`make serve`: `dagster dev` alone, for the API that NOVA_API_URL names; and, for the
+end-to-end test and the benchmark, a DAGSTER_HOME configured as `make ui`'s and a small
+driver of the UI's GraphQL API (backfills).
 
 `dagster dev` started from a non-interactive shell inherits SIGINT and SIGTERM as ignored
 (measured here), so it is started in its own session with default signal handling and
@@ -27,11 +28,13 @@ from nova_pipeline.simulator.process import simulator_process, wait_until_ready
 REPO = Path(__file__).resolve().parent.parent
 
 
-def project_home(path: Path) -> Path:
+def project_home(path: Path, keep: bool = False) -> Path:
     """A DAGSTER_HOME at `path` with the project's dagster.yaml (pool, run queue), as
-    `make demo` and `make ui` have; Dagster's defaults would let runs overlap on DuckDB."""
+    `make demo` and `make ui` have; Dagster's defaults would let runs overlap on DuckDB.
+    With `keep`, a dagster.yaml already there (an operator's own) is left as it is."""
     path.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", path / "dagster.yaml")
+    if not (keep and (path / "dagster.yaml").exists()):
+        shutil.copy(REPO / "dagster.yaml", path / "dagster.yaml")
     return path
 
 
@@ -143,6 +146,16 @@ def wait_for_backfill(
         time.sleep(1)
 
 
+def _until_stopped(what: str) -> None:
+    """Wait for Ctrl-C or SIGTERM; the caller's context managers then stop `what`."""
+    try:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print(f"\nstopping {what}", flush=True)
+
+
 def main() -> int:
     port = int(os.environ.get("DAGSTER_PORT", "3000"))
     with simulator_process(SIMULATOR_ARGS) as api_url:
@@ -150,14 +163,42 @@ def main() -> int:
         env.setdefault("NOVA_GROUPS", DEMO_GROUPS)
         with dagster_dev(env, port=port) as url:
             print(f"\nDagster UI at {url} (simulator at {api_url}); Ctrl-C stops both.", flush=True)
-            try:
-                signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                print("\nstopping dagster dev and the simulator", flush=True)
+            _until_stopped("dagster dev and the simulator")
+    return 0
+
+
+def serve() -> int:
+    """`make serve`: the pipeline on the API NOVA_API_URL names, with no simulator.
+
+    The Makefile gives it an instance and a warehouse of its own (.dagster_home_api,
+    data_api), so the demo's simulated days never mix with real ones, in the warehouse or
+    in the UI's record of materialized days. The settings are read first: a bad one stops
+    here, naming itself, before `dagster dev` starts."""
+    from nova_pipeline.settings import SettingsError, load_settings
+
+    if not os.environ.get("NOVA_API_URL"):
+        print(
+            "NOVA_API_URL is not set: `make serve` runs against the API it names (README, "
+            '"The real API"); `make ui` runs against the simulator',
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    home = project_home(Path(os.environ["DAGSTER_HOME"]), keep=True)
+    port = int(os.environ.get("DAGSTER_PORT", "3000"))
+    with dagster_dev(os.environ, port=port) as url:
+        print(
+            f"\nDagster UI at {url} for {settings.api_url}; instance in {home}, warehouse "
+            f"{settings.duckdb_path.resolve()}; Ctrl-C stops it.",
+            flush=True,
+        )
+        _until_stopped("dagster dev")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve() if sys.argv[1:] == ["--api"] else main())

@@ -182,8 +182,9 @@ def run_logs(pipeline: Pipeline, result) -> list[str]:
     return [e.user_message for e in pipeline.instance.all_logs(result.run_id)]
 
 
-def served_items(api_url: str, day: dt.date, selector: str = "all") -> list[dict]:
+def served_items(api_url: str, day: dt.date, selector: str = "all", token: str = "") -> list[dict]:
     """What the API serves for a day, read with plain httpx: the independent reference."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     items, page = [], 0
     text = day.strftime("%d-%m-%Y")
     while True:
@@ -193,7 +194,9 @@ def served_items(api_url: str, day: dt.date, selector: str = "all") -> list[dict
             "page": page,
             "size": 1000,
         }
-        got = httpx.post(f"{api_url}/report/call_sms", json=body, timeout=30).json()
+        got = httpx.post(
+            f"{api_url}/report/call_sms", json=body, headers=headers, timeout=30
+        ).json()
         if not got["result"]["items"]:
             return items
         items += got["result"]["items"]

@@ -5,7 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -13,9 +19,10 @@ import duckdb
 import pytest
 
 from nova_pipeline.checks import ASSET_CHECKS
-from nova_pipeline.ui import FINISHED_RUN, graphql, launch_backfill, wait_for_backfill
+from nova_pipeline.simulator.process import free_port, simulator_process
+from nova_pipeline.ui import FINISHED_RUN, REPO, graphql, launch_backfill, wait_for_backfill
 from nova_pipeline.warehouse import TABLES
-from tests.conftest import dagster_dev_stack, independent_costs
+from tests.conftest import dagster_dev_stack, independent_costs, served_items
 
 DAYS_PER_RUN = 4
 FIRST = dt.date(2026, 11, 9)
@@ -244,3 +251,61 @@ def test_backfills_launched_over_graphql_fill_every_day_and_queue_on_the_pool(st
             assert (record.partition, record.status.value) == (None, "SUCCEEDED"), key
             assert evaluation.description == "passed for all days", key
             assert evaluation.metadata["days_checked"].value == "all days", key
+
+
+SERVE = [sys.executable, "-m", "nova_pipeline.ui", "--api"]
+
+
+@contextmanager
+def serving(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`make serve`'s process, its output in `log`, until it prints its banner (yielded);
+    stopped as Ctrl-C would, and checked to exit cleanly."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(SERVE, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while "Dagster UI at" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        yield next(line for line in log.read_text().splitlines() if "Dagster UI at" in line)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=90)
+    assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+def test_make_serve_runs_the_pipeline_on_the_api_it_is_given_in_an_instance_of_its_own(tmp_path):
+    """`make serve` (the real API): no simulator of its own, the settings checked before
+    `dagster dev` starts, the project's dagster.yaml in its instance (an operator's own
+    kept), and a run reaching the API NOVA_API_URL names with its token."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_")}
+    env |= {"DAGSTER_HOME": str(home), "NOVA_DATA_DIR": str(tmp_path / "data")}
+    refused = subprocess.run(SERVE, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "NOVA_API_URL is not set" in refused.stderr
+    bad = {**env, "NOVA_API_URL": "http://127.0.0.1:9/api", "NOVA_GROUPS": "one"}
+    refused = subprocess.run(SERVE, env=bad, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "NOVA_GROUPS: 'one' is not" in refused.stderr
+    assert not home.exists(), "nothing started"
+
+    day = dt.date(2026, 11, 18)
+    token = "serve-token"
+    sim = ["--sims", "40", "--groups", "0", "--token", token, "--now", "2026-11-20T12:00+05:00"]
+    log = tmp_path / "serve.log"
+    with simulator_process(sim) as api_url:
+        env |= {"NOVA_API_URL": api_url, "NOVA_API_TOKEN": token, "DAGSTER_PORT": str(free_port())}
+        with serving(env, log) as banner:
+            assert f"for {api_url}; instance in {home}, warehouse {tmp_path / 'data'}" in banner
+            url = banner.split()[3]
+            assert (home / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()
+            run = wait_for_run(url, launch_day_run(url, day))
+            assert run["status"] == "SUCCESS", log.read_text()[-3000:]
+        with duckdb.connect(str(tmp_path / "data" / "nova.duckdb"), read_only=True) as con:
+            [(events,)] = con.execute("SELECT count(*) FROM call_sms_events").fetchall()
+        assert events == len(served_items(api_url, day, token=token)) > 0
+        assert token not in log.read_text()
+
+    own = "telemetry:\n  enabled: false\n"
+    (home / "dagster.yaml").write_text(own)
+    with serving(env, log):
+        assert (home / "dagster.yaml").read_text() == own
