@@ -151,8 +151,16 @@ def _start_date(env: Mapping[str, str], timezone: str) -> dt.date:
 
 
 def _api_url(env: Mapping[str, str]) -> str:
+    """The URL is logged and stored with each page's request, so it may not carry a
+    password (`user:pass@host`), and one that does is not shown."""
     raw = (env.get("NOVA_API_URL") or DEFAULT_API_URL).rstrip("/")
     parsed = urlparse(raw)
+    if parsed.username is not None or parsed.password is not None:
+        raise SettingsError(
+            "NOVA_API_URL holds a user name or password (user:pass@host), which would reach "
+            "the logs and the raw pages table: give the token in NOVA_API_TOKEN (the value "
+            "is not shown)"
+        )
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise SettingsError(f"NOVA_API_URL: {raw!r} is not an http(s) URL")
     return raw

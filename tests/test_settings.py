@@ -46,6 +46,14 @@ def test_a_token_a_header_cannot_carry_fails_at_load_without_showing_it():
     assert load_settings({"NOVA_API_TOKEN": " s3cret\r\n"}).api_token == "s3cret"
 
 
+def test_a_password_in_the_api_url_fails_at_load_without_showing_it():
+    for url in ("https://fleet:s3cret@api.nova.kz/api", "https://s3cret@api.nova.kz/api"):
+        with pytest.raises(SettingsError) as error:
+            load_settings({"NOVA_API_URL": url})
+        assert str(error.value).startswith("NOVA_API_URL holds a user name or password")
+        assert "s3cret" not in str(error.value)
+
+
 def test_groups_parse_and_duckdb_path_follows_data_dir():
     s = load_settings({"NOVA_GROUPS": "1=Trackers, 2 = Fleet vans", "NOVA_DATA_DIR": "/x"})
     assert s.groups == {1: "Trackers", 2: "Fleet vans"}
