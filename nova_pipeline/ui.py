@@ -189,6 +189,12 @@ def serve() -> int:
         print(exc, file=sys.stderr)
         return 2
     home = project_home(Path(os.environ["DAGSTER_HOME"]), keep=True)
+    if (home / "dagster.yaml").read_bytes() != (REPO / "dagster.yaml").read_bytes():
+        print(
+            f"{home / 'dagster.yaml'} is kept as it is; it differs from the project's "
+            f"{REPO / 'dagster.yaml'} (the DuckDB pool, the run queue): compare them",
+            flush=True,
+        )
     port = int(os.environ.get("DAGSTER_PORT", "3000"))
     with dagster_dev(os.environ, port=port) as url:
         print(

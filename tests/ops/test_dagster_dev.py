@@ -304,8 +304,10 @@ def test_make_serve_runs_the_pipeline_on_the_api_it_is_given_in_an_instance_of_i
             [(events,)] = con.execute("SELECT count(*) FROM call_sms_events").fetchall()
         assert events == len(served_items(api_url, day, token=token)) > 0
         assert token not in log.read_text()
+        assert "is kept as it is" not in log.read_text(), "a fresh instance gets the project's"
 
     own = "telemetry:\n  enabled: false\n"
     (home / "dagster.yaml").write_text(own)
     with serving(env, log):
         assert (home / "dagster.yaml").read_text() == own
+        assert "dagster.yaml is kept as it is; it differs from the project's" in log.read_text()
