@@ -183,6 +183,9 @@ def serve() -> int:
             file=sys.stderr,
         )
         return 2
+    if not os.environ.get("DAGSTER_HOME"):
+        print("DAGSTER_HOME is not set: start it with `make serve`, which sets it", file=sys.stderr)
+        return 2
     try:
         settings = load_settings()
     except SettingsError as exc:

@@ -286,6 +286,9 @@ def test_make_serve_runs_the_pipeline_on_the_api_it_is_given_in_an_instance_of_i
     bad = {**env, "NOVA_API_URL": "http://127.0.0.1:9/api", "NOVA_GROUPS": "one"}
     refused = subprocess.run(SERVE, env=bad, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "NOVA_GROUPS: 'one' is not" in refused.stderr
+    homeless = {k: v for k, v in bad.items() if k not in ("DAGSTER_HOME", "NOVA_GROUPS")}
+    refused = subprocess.run(SERVE, env=homeless, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "DAGSTER_HOME is not set" in refused.stderr
     assert not home.exists(), "nothing started"
 
     day = dt.date(2026, 11, 18)
