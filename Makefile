@@ -10,13 +10,14 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 API_HOME ?= $(CURDIR)/.dagster_home_api
 API_DATA ?= $(CURDIR)/data_api
 
-.PHONY: demo test ui serve simulator lint bench clean
+.PHONY: demo test ui serve simulator lint bench lock clean
 
-# (Re)install when the venv is missing or pyproject.toml is newer than the last install.
-$(STAMP): pyproject.toml
+# (Re)install when the venv is missing or pyproject.toml or constraints.txt is newer than
+# the last install: the versions in constraints.txt, the ones the suite ran on.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
@@ -47,6 +48,16 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check --fix nova_pipeline tests bench
 	$(BIN)/ruff format nova_pipeline tests bench
+
+# New versions within pyproject.toml's ranges: a fresh install, unconstrained, frozen into
+# constraints.txt (its header kept). Then `make test`, and commit both.
+lock:
+	rm -rf $(VENV)-lock
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '/^#/!q;p' constraints.txt; $(VENV)-lock/bin/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(VENV)-lock
 
 clean:
 	rm -rf data .dagster_home
