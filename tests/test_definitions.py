@@ -74,7 +74,8 @@ def test_the_schedule_and_both_sensors_are_on_by_default():
 
 def test_each_asset_names_its_table_and_columns_as_duckdb_has_them(tmp_path: Path):
     """The table name an analyst copies from the UI runs in a session on the warehouse, and
-    the column schema is the table's: names, types and which columns may be null."""
+    the column schema is the table's: names, types, which columns may be null, and the
+    descriptions, which the session reads as comments, as it reads the grain."""
     with duckdb.connect(str(tmp_path / "nova.duckdb")) as con:
         ensure_schema(con)
         for spec in defs.resolve_all_asset_specs():
@@ -82,7 +83,7 @@ def test_each_asset_names_its_table_and_columns_as_duckdb_has_them(tmp_path: Pat
             assert con.execute(f"SELECT count(*) FROM {name}").fetchone() == (0,), name
             table = spec.key.to_user_string()
             described = con.execute(
-                "SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
+                "SELECT column_name, data_type, is_nullable, comment FROM duckdb_columns() "
                 "WHERE table_name = ? ORDER BY column_index",
                 [table],
             ).fetchall()
@@ -92,11 +93,17 @@ def test_each_asset_names_its_table_and_columns_as_duckdb_has_them(tmp_path: Pat
                     c.name,
                     con.execute(f"SELECT typeof(NULL::{c.type})").fetchone()[0],
                     c.constraints.nullable,
+                    c.description,
                 )
                 for c in columns
             ]
             assert shown == described, table
-            assert any(not nullable for *_, nullable in shown), table
+            assert any(not nullable for _, _, nullable, _ in shown), table
+            grain = con.execute(
+                "SELECT comment FROM duckdb_tables() WHERE table_name = ?", [table]
+            ).fetchone()
+            assert grain == (spec.metadata["grain"],), table
+            assert spec.metadata["grain"].startswith("One row per "), table
 
 
 def test_the_table_names_follow_nova_duckdb_path(tmp_path: Path):

@@ -15,7 +15,7 @@ import duckdb
 from nova_pipeline.landing import Landing
 from nova_pipeline.partitions import BACKFILL, DAILY, days_between
 from nova_pipeline.settings import current_settings
-from nova_pipeline.warehouse import TABLES, qualified_name
+from nova_pipeline.warehouse import GRAIN, TABLES, qualified_name
 
 DUCKDB_POOL = "duckdb"
 """DuckDB allows one writing process: every step that opens the file is in this pool,
@@ -26,8 +26,9 @@ DAILY_WAREHOUSE_STEP = {"partitions_def": DAILY, "backfill_policy": BACKFILL, "p
 
 
 def table_metadata(table: str) -> dict:
-    """Table name (as a DuckDB session on NOVA_DUCKDB_PATH reaches it) and column schema
-    for the UI, from the one DDL in warehouse/schema.py."""
+    """Table name (as a DuckDB session on NOVA_DUCKDB_PATH reaches it), what one row is and
+    the column schema, for the UI, from warehouse/schema.py (which gives the file the same
+    words as comments)."""
     columns = [
         dg.TableColumn(
             c.name,
@@ -39,6 +40,7 @@ def table_metadata(table: str) -> dict:
     ]
     return {
         "dagster/table_name": qualified_name(table, current_settings().duckdb_path),
+        "grain": GRAIN[table],
         "dagster/column_schema": dg.TableSchema(columns=columns),
     }
 

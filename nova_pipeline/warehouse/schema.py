@@ -1,4 +1,5 @@
-"""The DuckDB tables, in one place: their DDL and the column descriptions Dagster shows.
+"""The DuckDB tables, in one place: their DDL, what one row of each is, and the column
+descriptions, which Dagster shows and the file carries as comments for a DuckDB session.
 
 Every table has the partition `day`; money is DECIMAL(18,6). No primary keys: a day is
 written by replacing it whole in one transaction, and sid uniqueness is an asset check
@@ -111,6 +112,27 @@ TABLES: dict[str, list[Column]] = {
     ],
 }
 
+GRAIN: dict[str, str] = {
+    "call_sms_raw_pages": (
+        "One row per page with items the API returned for a day and pull (`all`, "
+        "`g_<id>`); its body is in the landing zone (landing_file, line)"
+    ),
+    "call_sms_events": (
+        "One row per provider action (sid) of the `all` pull, on the day whose copy was kept"
+    ),
+    "call_sms_rejects": (
+        "One row per item of any pull that broke the API contract: the item verbatim and "
+        "every rule it broke"
+    ),
+    "sim_group_membership": "One row per day, configured group and SIM the group's pull returned",
+    "sim_daily_cost": "One row per day and SIM with at least one event; euro summed exactly",
+    "group_daily_cost": (
+        "One row per day with events and configured group (zeros when idle), plus one "
+        "'ungrouped' row for the SIMs of no configured group"
+    ),
+}
+"""What one row of each table is: the table's comment in DuckDB."""
+
 
 @functools.cache
 def _reserved_words() -> frozenset[str]:
@@ -139,18 +161,33 @@ def ddl(table: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table} ({columns})"
 
 
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the tables that do not exist yet and add the columns a table made by an
-    earlier version lacks (nullable there; idempotent, cheap)."""
+    """Create the tables that do not exist yet, add the columns a table made by an earlier
+    version lacks (nullable there), and set the comments that differ from GRAIN and the
+    column descriptions, so an analyst's session reads them beside the data (idempotent;
+    cheap: two catalog queries, no write once the file is up to date)."""
     for table in TABLES:
         con.execute(ddl(table))
-    present = set(
-        con.execute(
-            "SELECT table_name, column_name FROM duckdb_columns() "
-            "WHERE database_name = current_database() AND schema_name = 'main'"
+    where = "WHERE database_name = current_database() AND schema_name = 'main'"
+    stored = {
+        (table, column): comment
+        for table, column, comment in con.execute(
+            f"SELECT table_name, column_name, comment FROM duckdb_columns() {where}"
         ).fetchall()
-    )
+    }
     for table, columns in TABLES.items():
         for c in columns:
-            if (table, c.name) not in present:
+            if (table, c.name) not in stored:
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {c.name} {c.type}")
+            if stored.get((table, c.name)) != c.description:
+                con.execute(f"COMMENT ON COLUMN {table}.{c.name} IS {_literal(c.description)}")
+    tables = dict(
+        con.execute(f"SELECT table_name, comment FROM duckdb_tables() {where}").fetchall()
+    )
+    for table, grain in GRAIN.items():
+        if tables.get(table) != grain:
+            con.execute(f"COMMENT ON TABLE {table} IS {_literal(grain)}")

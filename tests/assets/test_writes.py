@@ -14,7 +14,7 @@ import pytest
 from nova_pipeline.resources import build_resources
 from nova_pipeline.settings import load_settings
 from nova_pipeline.simulator import FleetSpec
-from nova_pipeline.warehouse import TABLES, ensure_schema, replace_days
+from nova_pipeline.warehouse import GRAIN, TABLES, ensure_schema, replace_days
 from tests.conftest import DAY
 
 DAY_KEY = DAY.isoformat()
@@ -188,6 +188,49 @@ def test_a_table_made_by_an_earlier_version_gets_every_column_it_lacks(tmp_path)
         (DAY, 1, None)
     ]
     assert not TABLES["sim_group_membership"][-1].nullable, "a NOT NULL column was added"
+
+
+def test_a_session_on_the_warehouse_reads_what_each_table_and_column_is(make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    with duckdb.connect(pipeline.resources["duckdb"].database, read_only=True) as con:
+        tables = dict(con.execute("SELECT table_name, comment FROM duckdb_tables()").fetchall())
+        columns = {
+            (t, c): comment
+            for t, c, comment in con.execute(
+                "SELECT table_name, column_name, comment FROM duckdb_columns() "
+                "WHERE database_name = current_database() AND schema_name = 'main'"
+            ).fetchall()
+        }
+    assert tables == GRAIN
+    assert columns == {(t, c.name): c.description for t, cs in TABLES.items() for c in cs}
+    assert tables["sim_daily_cost"] == (
+        "One row per day and SIM with at least one event; euro summed exactly"
+    )
+    assert columns[("call_sms_events", "cost_eur")] == "Cost in euro, exact"
+    assert columns[("group_daily_cost", "group_id")] == "Configured group id; NULL for ungrouped"
+
+
+def test_comments_an_earlier_version_left_are_brought_up_to_date_and_then_left_alone(tmp_path):
+    database = tmp_path / "w.duckdb"
+    with duckdb.connect(str(database)) as con:
+        ensure_schema(con)
+        con.execute("COMMENT ON TABLE call_sms_events IS 'old words'")
+        con.execute("COMMENT ON COLUMN call_sms_events.sid IS NULL")
+        con.execute("COMMENT ON COLUMN sim_daily_cost.cost_eur IS 'it''s old'")
+    with duckdb.connect(str(database)) as con:
+        ensure_schema(con)
+        assert con.execute(
+            "SELECT comment FROM duckdb_tables() WHERE table_name = 'call_sms_events'"
+        ).fetchall() == [(GRAIN["call_sms_events"],)]
+        assert con.execute(
+            "SELECT column_name, comment FROM duckdb_columns() "
+            "WHERE (table_name, column_name) IN "
+            "(('call_sms_events', 'sid'), ('sim_daily_cost', 'cost_eur')) ORDER BY 1"
+        ).fetchall() == [("cost_eur", "Total cost, euro"), ("sid", "Provider's id of the action")]
+    with duckdb.connect(str(database)) as con:
+        ensure_schema(con)
+        assert not Path(f"{database}.wal").exists(), "a step on an up-to-date file writes nothing"
 
 
 def test_a_long_warehouse_query_draws_no_progress_bar_in_the_step_log(tmp_path, capfd):
