@@ -43,15 +43,21 @@ def _default_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+DEV_SUPERSEDED = "ignore:Function `dev_command` is superseded"
+"""Dagster 1.13 marks `dagster dev` superseded by `dg dev`, of a package this project does
+not install: the warning would open every `make ui` asking for a command the user lacks."""
+
+
 @contextmanager
 def dagster_dev(
     env: Mapping[str, str], host: str = "127.0.0.1", port: int = 3000, timeout_s: float = 180
 ) -> Iterator[str]:
     """Run `dagster dev` on the workspace; yield the webserver URL once GraphQL answers."""
     dagster = Path(sys.executable).with_name("dagster")
+    warnings = ",".join(w for w in (env.get("PYTHONWARNINGS"), DEV_SUPERSEDED) if w)
     proc = subprocess.Popen(
         [str(dagster), "dev", "-w", str(REPO / "workspace.yaml"), "-h", host, "-p", str(port)],
-        env=dict(env),
+        env={**env, "PYTHONWARNINGS": warnings},
         cwd=REPO,
         start_new_session=True,
         preexec_fn=_default_signals,
@@ -157,12 +163,22 @@ def _until_stopped(what: str) -> None:
 
 
 def main() -> int:
+    """`make ui`: the simulator and `dagster dev`, in the instance the Makefile names
+    (without DAGSTER_HOME `dagster dev` would keep runs in a temporary folder)."""
+    if not os.environ.get("DAGSTER_HOME"):
+        print("DAGSTER_HOME is not set: start it with `make ui`, which sets it", file=sys.stderr)
+        return 2
+    home = project_home(Path(os.environ["DAGSTER_HOME"]), keep=True)
     port = int(os.environ.get("DAGSTER_PORT", "3000"))
     with simulator_process(SIMULATOR_ARGS) as api_url:
         env = {**os.environ, "NOVA_API_URL": api_url}
         env.setdefault("NOVA_GROUPS", DEMO_GROUPS)
         with dagster_dev(env, port=port) as url:
-            print(f"\nDagster UI at {url} (simulator at {api_url}); Ctrl-C stops both.", flush=True)
+            print(
+                f"\nDagster UI at {url} (simulator at {api_url}); instance in {home}; "
+                "Ctrl-C stops both.",
+                flush=True,
+            )
             _until_stopped("dagster dev and the simulator")
     return 0
 

@@ -253,15 +253,16 @@ def test_backfills_launched_over_graphql_fill_every_day_and_queue_on_the_pool(st
             assert evaluation.metadata["days_checked"].value == "all days", key
 
 
-SERVE = [sys.executable, "-m", "nova_pipeline.ui", "--api"]
+UI = [sys.executable, "-m", "nova_pipeline.ui"]
+SERVE = [*UI, "--api"]
 
 
 @contextmanager
-def serving(env: dict[str, str], log: Path) -> Iterator[str]:
-    """`make serve`'s process, its output in `log`, until it prints its banner (yielded);
-    stopped as Ctrl-C would, and checked to exit cleanly."""
+def serving(env: dict[str, str], log: Path, command: list[str] = SERVE) -> Iterator[str]:
+    """`make serve`'s process (or `make ui`'s), its output in `log`, until it prints its
+    banner (yielded); stopped as Ctrl-C would, and checked to exit cleanly."""
     with open(log, "w") as out:
-        proc = subprocess.Popen(SERVE, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180
         while "Dagster UI at" not in log.read_text():
@@ -308,9 +309,24 @@ def test_make_serve_runs_the_pipeline_on_the_api_it_is_given_in_an_instance_of_i
         assert events == len(served_items(api_url, day, token=token)) > 0
         assert token not in log.read_text()
         assert "is kept as it is" not in log.read_text(), "a fresh instance gets the project's"
+        assert "superseded" not in log.read_text(), "no advice to run a command not installed"
 
     own = "telemetry:\n  enabled: false\n"
     (home / "dagster.yaml").write_text(own)
     with serving(env, log):
         assert (home / "dagster.yaml").read_text() == own
         assert "dagster.yaml is kept as it is; it differs from the project's" in log.read_text()
+
+
+def test_make_ui_names_its_instance_and_starts_with_no_warning_the_user_cannot_act_on(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_") and k != "DAGSTER_HOME"}
+    env |= {"NOVA_DATA_DIR": str(tmp_path / "data"), "DAGSTER_PORT": str(free_port())}
+    refused = subprocess.run(UI, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "DAGSTER_HOME is not set" in refused.stderr
+
+    home = tmp_path / "home"
+    log = tmp_path / "ui.log"
+    with serving({**env, "DAGSTER_HOME": str(home)}, log, UI) as banner:
+        assert f"; instance in {home}; Ctrl-C stops both." in banner
+        assert "(simulator at http://127.0.0.1:" in banner
+    assert "superseded" not in log.read_text(), log.read_text()[-3000:]
