@@ -127,8 +127,8 @@ GRAIN: dict[str, str] = {
     "sim_group_membership": "One row per day, configured group and SIM the group's pull returned",
     "sim_daily_cost": "One row per day and SIM with at least one event; euro summed exactly",
     "group_daily_cost": (
-        "One row per day with events and configured group (zeros when idle), plus one "
-        "'ungrouped' row for the SIMs of no configured group"
+        "One row per configured group and day with events (zeros when the group is idle), "
+        "plus one 'ungrouped' row a day for the SIMs of no configured group"
     ),
 }
 """What one row of each table is: the table's comment in DuckDB."""
