@@ -40,6 +40,19 @@ def _print_table(title: str, headers: list[str], rows: list[tuple], right: set[s
             print("  ".join("-" * w for w in widths))
 
 
+def checks_summary(result: dg.ExecuteInProcessResult) -> str:
+    """How many of the run's check results passed: each check judges each day of the run
+    (reconciliation to the cent, unique sids, ...), so the tables below come with the
+    word that they can be trusted, or the lines after this one say which cannot."""
+    evaluations = result.get_asset_check_evaluations()
+    checks = {e.asset_check_key for e in evaluations}
+    passed = sum(e.passed for e in evaluations)
+    return (
+        f"checks: {passed} of {len(evaluations)} results passed "
+        f"({len(checks)} checks, a result for each day)"
+    )
+
+
 def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
     """One line per failed check result of the run, its severity first: a WARN (e.g. a
     day pulled before the provider's sync) does not stop the run, so the tables below it
@@ -110,6 +123,7 @@ def main() -> int:
                 },
                 raise_on_error=False,
             )
+        print(checks_summary(result))
         for line in failed_checks(result):
             print(line)
         if not result.success:

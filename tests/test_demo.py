@@ -17,6 +17,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from nova_pipeline.checks import ASSET_CHECKS
 from nova_pipeline.clock import latest_complete_day
 from nova_pipeline.demo import DAYS, DEMO_GROUPS, SIMULATOR_ARGS
 from nova_pipeline.settings import Settings, parse_groups
@@ -120,6 +121,11 @@ def test_demo_prints_each_groups_cost_and_the_top_sims_as_the_api_serves_them(tm
     for line, row in zip(lines, table(demo.stdout, "Top 10 SIMs"), strict=True):
         assert line.index(row[-3]) == header.index("iccid"), "an ICCID is a code: left-aligned"
         assert len(line) == len(header), "euro are right-aligned under their header"
+
+    checks = sum(len(list(c.check_keys)) for c in ASSET_CHECKS)
+    results = checks * DAYS
+    assert f"checks: {results} of {results} results passed ({checks} checks," in demo.stdout
+    assert checks > 0 and "WARN check" not in demo.stdout and "ERROR check" not in demo.stdout
 
     (run,) = recorded_runs(env["DAGSTER_HOME"])
     assert run.status == dg.DagsterRunStatus.SUCCESS
