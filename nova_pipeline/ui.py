@@ -162,13 +162,21 @@ def _until_stopped(what: str) -> None:
         print(f"\nstopping {what}", flush=True)
 
 
-def main() -> int:
-    """`make ui`: the simulator and `dagster dev`, in the instance the Makefile names
-    (without DAGSTER_HOME `dagster dev` would keep runs in a temporary folder)."""
+def _instance_home(command: str) -> Path | None:
+    """The instance the Makefile names, with the project's dagster.yaml (an operator's own
+    kept), or None, said, when started by hand without one: `dagster dev` would keep
+    runs in a temporary folder."""
     if not os.environ.get("DAGSTER_HOME"):
-        print("DAGSTER_HOME is not set: start it with `make ui`, which sets it", file=sys.stderr)
+        print(f"DAGSTER_HOME is not set: start it with `{command}`, which sets it", file=sys.stderr)
+        return None
+    return project_home(Path(os.environ["DAGSTER_HOME"]), keep=True)
+
+
+def main() -> int:
+    """`make ui`: the simulator and `dagster dev`, in the instance the Makefile names."""
+    home = _instance_home("make ui")
+    if home is None:
         return 2
-    home = project_home(Path(os.environ["DAGSTER_HOME"]), keep=True)
     port = int(os.environ.get("DAGSTER_PORT", "3000"))
     with simulator_process(SIMULATOR_ARGS) as api_url:
         env = {**os.environ, "NOVA_API_URL": api_url}
@@ -199,15 +207,14 @@ def serve() -> int:
             file=sys.stderr,
         )
         return 2
-    if not os.environ.get("DAGSTER_HOME"):
-        print("DAGSTER_HOME is not set: start it with `make serve`, which sets it", file=sys.stderr)
-        return 2
     try:
         settings = load_settings()
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    home = project_home(Path(os.environ["DAGSTER_HOME"]), keep=True)
+    home = _instance_home("make serve")
+    if home is None:
+        return 2
     if (home / "dagster.yaml").read_bytes() != (REPO / "dagster.yaml").read_bytes():
         print(
             f"{home / 'dagster.yaml'} is kept as it is; it differs from the project's "
