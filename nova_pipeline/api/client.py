@@ -138,7 +138,9 @@ class NovaClient:
         self.endpoint.close()
 
     def pages(self, start: dt.date, end: dt.date, selector: str = "all") -> Iterator[Page]:
-        """Every page of one (day range, selector) query, from page 0 to the first empty one.
+        """Every page of one (day range, selector) query, from page 0 to the first empty one,
+        which is yielded too: it is the record that the query was made and ran to its end,
+        the only one a query with no item leaves.
 
         A short page is not taken as the end: a server that silently caps `size` sends
         short pages that are not the last. Only an empty page ends the query.
@@ -147,6 +149,7 @@ class NovaClient:
         for number in range(self.config.max_pages):
             page = self.fetch_page(start, end, selector, number)
             if not page.item_count:
+                yield page
                 return
             if page.body == previous:
                 raise PageIgnoredError(

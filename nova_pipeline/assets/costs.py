@@ -107,7 +107,7 @@ def sim_daily_cost(
 
 @dg.asset(
     name="group_daily_cost",
-    deps=["sim_daily_cost", "sim_group_membership"],
+    deps=["sim_daily_cost", "sim_group_membership", "call_sms_raw_pages"],
     group_name="costs",
     kinds={"duckdb", "sql"},
     **DAILY_WAREHOUSE_STEP,
@@ -117,10 +117,12 @@ def sim_daily_cost(
     },
     description=(
         "Cost per configured SIM group per provider day, in euro, with the same per-type "
-        "counts and costs, plus one 'ungrouped' row (group_id NULL) for SIMs in no "
-        "configured group. With disjoint groups the rows of a day add up to the account's "
-        "total for that day; a SIM in two groups counts in each. An idle group has a row of "
-        "zeros. Each day's materialization has that day's rows and euro; `groups` covers "
+        "counts and costs, for the groups pulled that day (as call_sms_raw_pages records "
+        "them), plus one 'ungrouped' row (group_id NULL) for SIMs in no such group. With "
+        "disjoint groups the rows of a day add up to the account's total for that day; a "
+        "SIM in two groups counts in each. An idle group has a row of zeros; a group "
+        "configured since the day was pulled has no row until the day is pulled again. "
+        "Each day's materialization has that day's rows and euro; `groups` covers "
         "the run."
     ),
 )

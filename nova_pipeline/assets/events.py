@@ -131,7 +131,7 @@ def call_sms_events(
             day,
             kept_day,
         )
-    # A day whose pull came back empty has no raw page, so no summary row: it gets zeros.
+    # A day pulled empty before the closing empty page was kept has no raw page: zeros.
     by_day = {row[0]: row for row in summary}
     summary = [by_day.get(d, (d, 0, None, 0, 0, 0, 0, 0)) for d in days_between(start, end)]
     kept: Counter[dt.date] = Counter()

@@ -51,10 +51,11 @@ def day_figures(pulled: DayPull) -> dict[str, object]:
     **DAILY_WAREHOUSE_STEP,
     metadata=table_metadata("call_sms_raw_pages"),
     description=(
-        "Every page with items NovaConnect `report/call_sms` returned for the day (the "
-        "empty page that ends a pull is not kept): the account-wide `all` pull and one "
-        "`g_<id>` pull per configured group (NOVA_GROUPS). Bodies are "
-        "kept verbatim in the landing zone (zstd-compressed NDJSON under "
+        "Every page NovaConnect `report/call_sms` returned for the day: the account-wide "
+        "`all` pull and one `g_<id>` pull per configured group (NOVA_GROUPS), each down to "
+        "the empty page that ends it, which records that the pull was made even when it "
+        "found nothing (so a group pulled with no SIM is told from one not pulled). "
+        "Bodies are kept verbatim in the landing zone (zstd-compressed NDJSON under "
         "NOVA_DATA_DIR/landing: `landed_mb` on disk for `body_mb` received; a page with "
         "any item that breaks the contract in a `.nonconforming` file of its own); this "
         "table indexes them with the request, attempts and retry reasons of each page, so every "

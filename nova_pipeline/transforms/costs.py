@@ -42,8 +42,14 @@ INSERT INTO group_daily_cost
 WITH days AS (
     SELECT DISTINCT day FROM sim_daily_cost WHERE day BETWEEN $start AND $end
 ),
+pulls AS (
+    SELECT DISTINCT day, selector, item_count = 0 AS ends
+    FROM call_sms_raw_pages WHERE day BETWEEN $start AND $end
+),
 buckets AS (
     SELECT d.day, g.group_id, g.group_name FROM days d CROSS JOIN group_names g
+    WHERE EXISTS (SELECT 1 FROM pulls p WHERE p.day = d.day AND p.selector = 'g_' || g.group_id)
+       OR NOT EXISTS (SELECT 1 FROM pulls p WHERE p.day = d.day AND p.ends)
     UNION ALL
     SELECT day, NULL, 'ungrouped' FROM days
 ),
@@ -72,10 +78,13 @@ LEFT JOIN assigned a ON a.day = b.day AND a.group_id IS NOT DISTINCT FROM b.grou
 LEFT JOIN sim_daily_cost s ON s.day = a.day AND s.sim_id = a.sim_id
 GROUP BY b.day, b.group_id, b.group_name
 """
-"""Every configured group every day (zero when idle), plus the SIMs of no configured group
-as 'ungrouped': with disjoint groups the rows of a day add up to the account's total. A
-day's membership may name a group dropped from NOVA_GROUPS since it was pulled (its group
-costs re-run alone); its SIMs count as 'ungrouped', not in a group that has no row."""
+"""Every configured group pulled that day (zero when idle), plus the SIMs of no such group
+as 'ungrouped': with disjoint groups the rows of a day add up to the account's total.
+Which groups were pulled is read from the raw index, where each pull leaves at least its
+closing empty page; a day indexed before that page was kept (no page without items) gives
+every configured group a row, as it did then. A group added to NOVA_GROUPS since a day was
+pulled, or dropped from it, has no row that day (its group costs re-run alone), and its
+SIMs count as 'ungrouped'."""
 
 TOP_SIMS_SQL = """
 WITH top AS (

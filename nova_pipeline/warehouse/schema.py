@@ -114,8 +114,9 @@ TABLES: dict[str, list[Column]] = {
 
 GRAIN: dict[str, str] = {
     "call_sms_raw_pages": (
-        "One row per page with items the API returned for a day and pull (`all`, "
-        "`g_<id>`); its body is in the landing zone (landing_file, line)"
+        "One row per page the API returned for a day and pull (`all`, `g_<id>`), the "
+        "empty page that ends each pull included; its body is in the landing zone "
+        "(landing_file, line)"
     ),
     "call_sms_events": (
         "One row per provider action (sid) of the `all` pull, on the day whose copy was kept"
@@ -127,8 +128,8 @@ GRAIN: dict[str, str] = {
     "sim_group_membership": "One row per day, configured group and SIM the group's pull returned",
     "sim_daily_cost": "One row per day and SIM with at least one event; euro summed exactly",
     "group_daily_cost": (
-        "One row per configured group and day with events (zeros when the group is idle), "
-        "plus one 'ungrouped' row a day for the SIMs of no configured group"
+        "One row per day with events and configured group pulled that day (zeros when "
+        "the group is idle), plus one 'ungrouped' row a day for the SIMs of no such group"
     ),
 }
 """What one row of each table is: the table's comment in DuckDB."""

@@ -53,7 +53,8 @@ def test_pages_until_the_first_empty_page(simulator):
     )
     assert sum(p.item_count for p in pages) == len(served) > 300
     assert [p.page for p in pages] == list(range(len(pages)))
-    assert client.stats.requests == len(pages) + 1
+    assert [p.item_count == 0 for p in pages] == [False] * (len(pages) - 1) + [True]
+    assert client.stats.requests == len(pages)
     first = pages[0]
     assert first.status == 200 and first.attempts == 1 and first.retry_reasons == ()
     assert first.request.body["filter"] == {"start": "18-11-2026", "end": "18-11-2026"}
@@ -334,7 +335,8 @@ def test_a_body_code_other_than_200_is_an_error_and_no_result_ends_the_query():
         client.fetch_page(DAY, DAY, "all", 0)
     empty = httpx.Response(200, json={"code": 200, "message": "ok", "result": None})
     with answered_by(empty) as client:
-        assert list(client.pages(DAY, DAY)) == []
+        (page,) = client.pages(DAY, DAY)
+    assert (page.page, page.item_count, page.conforms) == (0, 0, True)
     assert client.stats.requests == 1
 
 

@@ -100,6 +100,9 @@ def test_an_idle_group_gets_a_row_of_zeros(start_simulator, make_pipeline):
     assert pipeline.sql(
         "SELECT active_sims, events, cost_eur FROM group_daily_cost WHERE group_id = ?", empty_group
     ) == [(0, 0, Decimal(0))]
+    assert pipeline.sql(
+        "SELECT page, item_count FROM call_sms_raw_pages WHERE selector = ?", f"g_{empty_group}"
+    ) == [(0, 0)], "the pull's empty page records that the group was pulled"
 
 
 def costs_with_group_1_alone(pipeline) -> tuple[dict[int | None, Decimal], set]:
@@ -154,6 +157,45 @@ def test_group_costs_re_run_alone_after_groups_were_narrowed_keep_every_euro(mak
         (2,),
         (3,),
     ], "membership keeps what each pull returned that day"
+
+
+def test_a_group_added_since_the_day_was_pulled_has_no_row_until_the_day_is_pulled_again(
+    make_pipeline,
+):
+    """Group costs re-run alone after a group was added to NOVA_GROUPS: the day holds no
+    pull of it, so it gets no row (not a row of zeros that would say it was idle) and its
+    SIMs stay 'ungrouped'. Pulling the day again gives it its cost."""
+    pipeline = make_pipeline(groups="1=Trackers")
+    pipeline.run(DAY_KEY)
+    pipeline.reconfigure("fleet_groups", groups="1=Trackers,2=Vans")
+    pipeline.run(DAY_KEY, selection=["group_daily_cost"])
+    expected, _ = costs_with_group_1_alone(pipeline)
+    assert dict(
+        pipeline.sql("SELECT group_id, cost_eur FROM group_daily_cost WHERE day = ?", DAY)
+    ) == dict(expected)
+
+    pipeline.run(DAY_KEY)
+    expected_cost, _ = independent_costs(pipeline.sim.api_url)
+    group_of = {s.id: s.group_id for s in pipeline.sim.simulator.dataset.sims}
+    vans = sum(cost for sim_id, cost in expected_cost.items() if group_of[sim_id] == 2)
+    assert vans > 0
+    assert pipeline.sql("SELECT cost_eur FROM group_daily_cost WHERE group_id = 2") == [(vans,)]
+
+
+def test_a_day_indexed_before_empty_pages_were_kept_gives_every_configured_group_a_row(
+    make_pipeline,
+):
+    """A warehouse whose raw index kept only pages with items cannot tell an idle group
+    from one not pulled: every configured group gets a row, as it did when it was stored."""
+    pipeline = make_pipeline(groups="1=Trackers")
+    pipeline.run(DAY_KEY)
+    pipeline.sql("DELETE FROM call_sms_raw_pages WHERE item_count = 0")
+    pipeline.reconfigure("fleet_groups", groups="1=Trackers,2=Vans")
+    pipeline.run(DAY_KEY, selection=["group_daily_cost"])
+    expected, _ = costs_with_group_1_alone(pipeline)
+    assert dict(
+        pipeline.sql("SELECT group_id, cost_eur FROM group_daily_cost WHERE day = ?", DAY)
+    ) == {**expected, 2: Decimal(0)}
 
 
 def per_day_costs(result) -> list[str]:

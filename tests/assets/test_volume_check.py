@@ -36,6 +36,11 @@ def test_a_day_pulled_before_the_providers_sync_is_flagged_then_clears(make_pipe
     [(day, events, usual, compared, ratio)] = table_rows(check.metadata["detail"].value)
     assert (day, events, compared, ratio) == (unsynced.isoformat(), "0", "4", "0.0")
     assert float(usual) == statistics.median(counts)
+    # The UI's "Execute all" judges every day pulled, the one that came back empty too:
+    # each of its pulls left its closing empty page in the raw index.
+    with duckdb.connect(str(pipeline.root / "nova.duckdb"), read_only=True) as con:
+        every_day = daily_volume_usual(con, ALL_DAYS).result()
+    assert every_day.metadata["failing_days"].value == [unsynced.isoformat()]
 
     pipeline.sim.simulator.set_now(NOW + dt.timedelta(days=1))
     synced = pipeline.run(unsynced.isoformat())
