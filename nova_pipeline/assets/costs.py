@@ -21,6 +21,7 @@ from nova_pipeline.transforms.costs import (
     GROUP_TOTALS_SQL,
     SIM_DAILY_COST_SQL,
     TOP_SIMS_SQL,
+    UNPULLED_GROUPS_SQL,
 )
 from nova_pipeline.warehouse import replace_days
 
@@ -121,9 +122,9 @@ def sim_daily_cost(
         "them), plus one 'ungrouped' row (group_id NULL) for SIMs in no such group. With "
         "disjoint groups the rows of a day add up to the account's total for that day; a "
         "SIM in two groups counts in each. An idle group has a row of zeros; a group "
-        "configured since the day was pulled has no row until the day is pulled again. "
-        "Each day's materialization has that day's rows and euro; `groups` covers "
-        "the run."
+        "configured since the day was pulled has no row until the day is pulled again "
+        "(`groups_not_pulled` and a warning name such groups and days). Each day's "
+        "materialization has that day's rows and euro; `groups` covers the run."
     ),
 )
 def group_daily_cost(
@@ -144,11 +145,30 @@ def group_daily_cost(
         )
         add_daily_metadata(context, day_totals(con, "group_daily_cost", start, end))
         per_group = con.execute(GROUP_TOTALS_SQL, [start, end]).fetchall()
-    return dg.MaterializeResult(
-        metadata={
-            "groups": markdown_table(
-                ["group", "name", "max active SIMs a day", "events", "cost €"],
-                [(g if g is not None else "—", n, a, e, euro(c)) for g, n, a, e, c in per_group],
-            ),
-        }
-    )
+        unpulled = con.execute(UNPULLED_GROUPS_SQL, [start, end]).fetchall()
+    metadata: dict[str, object] = {
+        "groups": markdown_table(
+            ["group", "name", "max active SIMs a day", "events", "cost €"],
+            [(g if g is not None else "—", n, a, e, euro(c)) for g, n, a, e, c in per_group],
+        ),
+    }
+    if unpulled:
+        metadata["groups_not_pulled"] = dg.MetadataValue.json(
+            {str(g): [d.isoformat() for d in days] for g, _, days in unpulled}
+        )
+    for group_id, name, days in unpulled:
+        context.log.warning(
+            "group %s (%s) has no pull on %s (pulled before it was configured): no row "
+            "there, and its SIMs count as 'ungrouped'. Materialize every asset for these "
+            "days to pull it.",
+            group_id,
+            name,
+            _days(days),
+        )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _days(days: list) -> str:
+    """A list of days for a log line, at most five of them named."""
+    named = ", ".join(d.isoformat() for d in days[:5])
+    return named + (f" and {len(days) - 5} more days" if len(days) > 5 else "")

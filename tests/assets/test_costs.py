@@ -12,7 +12,7 @@ from nova_pipeline.assets.common import euro
 from nova_pipeline.transforms.costs import SIM_DAILY_COST_SQL, TOP_SIMS_SQL
 from nova_pipeline.warehouse import ensure_schema, replace_days
 from nova_pipeline.warehouse.schema import TABLES
-from tests.conftest import DAY, independent_costs, served_items, table_rows
+from tests.conftest import DAY, independent_costs, run_logs, served_items, table_rows
 
 DAY_KEY = DAY.isoformat()
 
@@ -168,13 +168,22 @@ def test_a_group_added_since_the_day_was_pulled_has_no_row_until_the_day_is_pull
     pipeline = make_pipeline(groups="1=Trackers")
     pipeline.run(DAY_KEY)
     pipeline.reconfigure("fleet_groups", groups="1=Trackers,2=Vans")
-    pipeline.run(DAY_KEY, selection=["group_daily_cost"])
+    alone = pipeline.run(DAY_KEY, selection=["group_daily_cost"])
     expected, _ = costs_with_group_1_alone(pipeline)
     assert dict(
         pipeline.sql("SELECT group_id, cost_eur FROM group_daily_cost WHERE day = ?", DAY)
     ) == dict(expected)
+    [materialization] = alone.asset_materializations_for_node("group_daily_cost")
+    meta = materialization.metadata
+    assert meta["groups_not_pulled"].value == {"2": [DAY_KEY]}
+    assert (
+        f"group 2 (Vans) has no pull on {DAY_KEY} (pulled before it was configured): no row "
+        "there, and its SIMs count as 'ungrouped'. Materialize every asset for these days to "
+        "pull it."
+    ) in run_logs(pipeline, alone)
 
-    pipeline.run(DAY_KEY)
+    again = pipeline.run(DAY_KEY)
+    assert not [m for m in run_logs(pipeline, again) if "has no pull on" in m]
     expected_cost, _ = independent_costs(pipeline.sim.api_url)
     group_of = {s.id: s.group_id for s in pipeline.sim.simulator.dataset.sims}
     vans = sum(cost for sim_id, cost in expected_cost.items() if group_of[sim_id] == 2)
