@@ -24,7 +24,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from dagster_duckdb import DuckDBResource
 from duckdb import DuckDBPyConnection
 
-from nova_pipeline.assets.common import DUCKDB_POOL, landing_files, markdown_table
+from nova_pipeline.assets.common import DUCKDB_POOL, first_ten, landing_files, markdown_table
 from nova_pipeline.partitions import DAILY, day_range, days_between
 from nova_pipeline.resources import LandingZoneResource
 from nova_pipeline.settings import current_settings
@@ -79,7 +79,7 @@ class Finding:
         else:
             span = f"{self.days[0]}..{self.days[1]}"
         metadata: dict[str, object] = {"days_checked": span}
-        notes = _first_ten([f"{day} ({what})" for day, what in self.notes])
+        notes = first_ten([f"{day} ({what})" for day, what in self.notes])
         if self.notes:
             metadata["notes"] = dg.MetadataValue.json({str(day): what for day, what in self.notes})
         if self.passed:
@@ -89,7 +89,7 @@ class Finding:
         severity = self.severity
         if self.errors is not None and any(self.errors(row) for row in self.failing):
             severity = dg.AssetCheckSeverity.ERROR
-        description = f"{self.problem} on {_first_ten(failing_days)}. {self.hint}".strip()
+        description = f"{self.problem} on {first_ten(failing_days)}. {self.hint}".strip()
         return dg.AssetCheckResult(
             passed=False,
             severity=severity,
@@ -100,11 +100,6 @@ class Finding:
                 "detail": markdown_table(self.headers, self.failing[:100]),
             },
         )
-
-
-def _first_ten(names: Sequence[str]) -> str:
-    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
-    return ", ".join(names[:10]) + more
 
 
 def _report(

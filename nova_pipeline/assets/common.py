@@ -138,6 +138,13 @@ def euro(value: Decimal | None) -> str:
     return f"{(value or Decimal(0)).quantize(Decimal('0.01')):,.2f}"
 
 
+def first_ten(names: Sequence[str]) -> str:
+    """Names for a one-line message: a year of days would not fit in a log line or a
+    check's description."""
+    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+    return ", ".join(names[:10]) + more
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> dg.MetadataValue:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]

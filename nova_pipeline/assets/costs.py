@@ -8,6 +8,7 @@ from nova_pipeline.assets.common import (
     add_daily_metadata,
     day_totals,
     euro,
+    first_ten,
     markdown_table,
     register_groups,
     sql_references,
@@ -163,12 +164,6 @@ def group_daily_cost(
             "days to pull it.",
             group_id,
             name,
-            _days(days),
+            first_ten([d.isoformat() for d in days]),
         )
     return dg.MaterializeResult(metadata=metadata)
-
-
-def _days(days: list) -> str:
-    """A list of days for a log line, at most five of them named."""
-    named = ", ".join(d.isoformat() for d in days[:5])
-    return named + (f" and {len(days) - 5} more days" if len(days) > 5 else "")
