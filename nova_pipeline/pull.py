@@ -31,6 +31,14 @@ class DayPull:
     def items(self, selector: str = "all") -> int:
         return sum(r.item_count for r in self.records if r.selector == selector)
 
+    def items_per_pull(self) -> dict[str, int]:
+        """Items of each selector pulled, in the order pulled; a pull that found nothing
+        is there with 0 (its closing empty page)."""
+        per_pull: dict[str, int] = {}
+        for r in self.records:
+            per_pull[r.selector] = per_pull.get(r.selector, 0) + r.item_count
+        return per_pull
+
     @property
     def group_items(self) -> int:
         """Items of the `g_<id>` pulls: mostly the same events again, with their group."""

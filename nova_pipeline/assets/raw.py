@@ -35,6 +35,7 @@ def day_figures(pulled: DayPull) -> dict[str, object]:
         "pages_nonconforming": sum(not r.conforms for r in pulled.records),
         "items_all_pull": pulled.items(),
         "items_group_pulls": pulled.group_items,
+        "items_per_pull": dg.MetadataValue.json(pulled.items_per_pull()),
         "body_mb": round(pulled.body_bytes / 1e6, 2),
         "landed_mb": round(pulled.landed_bytes / 1e6, 2),
         "requests": pulled.requests,
@@ -61,8 +62,9 @@ def day_figures(pulled: DayPull) -> dict[str, object]:
         "table indexes them with the request, attempts and retry reasons of each page, so every "
         "number downstream can be traced to the page it came from. The API is fetched "
         "before the warehouse is opened; a failed pull writes nothing. Each day's "
-        "materialization has that day's figures; `per_day`, `days`, `fetch_seconds` and "
-        "`empty_days` describe the run it was part of."
+        "materialization has that day's figures (`items_per_pull`: each pull made, with "
+        "its items); `per_day`, `days`, `fetch_seconds` and `empty_days` describe the run "
+        "it was part of."
     ),
 )
 def call_sms_raw_pages(

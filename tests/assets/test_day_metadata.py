@@ -48,6 +48,18 @@ def test_each_day_of_a_range_run_carries_its_own_figures(make_pipeline):
         day: tuple(landed.get(day, (0, 0, 0, 0))) for day in DAYS
     }
     assert landed[DAYS[-1]] == [4, 0, 0, 0], "pulled before its sync: each pull's empty page"
+    per_pull = {day: {} for day in DAYS}
+    for day, selector, items in pipeline.sql(
+        "SELECT day, selector, sum(item_count) FROM call_sms_raw_pages GROUP BY ALL ORDER BY ALL"
+    ):
+        per_pull[day.isoformat()][selector] = items
+    assert figures(result, "call_sms_raw_pages", "items_per_pull") == {
+        day: (pulls,) for day, pulls in per_pull.items()
+    }
+    assert per_pull[DAYS[-1]] == {"all": 0, "g_1": 0, "g_2": 0, "g_3": 0}
+    assert all(
+        len(pulls) == 4 and min(pulls.values()) > 0 for pulls in list(per_pull.values())[:-1]
+    )
     assert any(
         message.startswith(f"no items for ['{DAYS[-1]}']: the provider may not have synced")
         for message in run_logs(pipeline, result)
