@@ -57,9 +57,7 @@ def test_each_day_of_a_range_run_carries_its_own_figures(make_pipeline):
         day: (pulls,) for day, pulls in per_pull.items()
     }
     assert per_pull[DAYS[-1]] == {"all": 0, "g_1": 0, "g_2": 0, "g_3": 0}
-    assert all(
-        len(pulls) == 4 and min(pulls.values()) > 0 for pulls in list(per_pull.values())[:-1]
-    )
+    assert all(len(per_pull[day]) == 4 and min(per_pull[day].values()) > 0 for day in DAYS[:-1])
     assert any(
         message.startswith(f"no items for ['{DAYS[-1]}']: the provider may not have synced")
         for message in run_logs(pipeline, result)
