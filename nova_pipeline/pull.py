@@ -28,9 +28,6 @@ class DayPull:
     retry_reasons: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
-    def items(self, selector: str = "all") -> int:
-        return sum(r.item_count for r in self.records if r.selector == selector)
-
     def items_per_pull(self) -> dict[str, int]:
         """Items of each selector pulled, in the order pulled; a pull that found nothing
         is there with 0 (its closing empty page)."""
@@ -39,10 +36,13 @@ class DayPull:
             per_pull[r.selector] = per_pull.get(r.selector, 0) + r.item_count
         return per_pull
 
+    def items(self, selector: str = "all") -> int:
+        return self.items_per_pull().get(selector, 0)
+
     @property
     def group_items(self) -> int:
         """Items of the `g_<id>` pulls: mostly the same events again, with their group."""
-        return sum(r.item_count for r in self.records if r.selector != "all")
+        return sum(n for selector, n in self.items_per_pull().items() if selector != "all")
 
     @property
     def pages(self) -> int:
