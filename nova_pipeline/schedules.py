@@ -64,6 +64,13 @@ def build_daily_schedule(settings=None) -> dg.ScheduleDefinition:
     return call_sms_daily
 
 
+RAW_PAGES = dg.AssetKey("call_sms_raw_pages")
+LOADED_FROM_PULL = [
+    spec.key for asset in WAREHOUSE_ASSETS for spec in asset.specs if spec.key != RAW_PAGES
+]
+"""The assets a day's pull is loaded into: the day is in once each has materialized it since."""
+
+
 def late_sync_request(
     instance: dg.DagsterInstance,
     now: dt.datetime,
@@ -71,33 +78,42 @@ def late_sync_request(
     max_repulls: int = LATE_SYNC_MAX_REPULLS,
 ) -> dg.RunRequest | dg.SkipReason:
     """A run of yesterday alone when its latest pull came back with no item, or when the
-    daily run failed before it pulled the day.
+    last scheduled run of it (the daily run, or a re-pull) failed before every asset had
+    loaded its latest pull.
 
     The provider syncs once a day; when the daily run comes before the sync, yesterday is
-    stored empty, and when the API is down for longer than a request's retries, the daily
-    run fails: either way the day would wait for the next day's run. The run key names the
-    empty pull or the failed daily run, and the re-pulls before it: each is pulled again
-    once, and a re-pull that failed is tried again at the next tick. A failed run started
-    by hand (a backfill) is left to whoever started it.
+    stored empty; when the API is down for longer than a request's retries, the warehouse
+    stays held past its wait, or a blocking check on an older day of its lookback stops every
+    day's rollups, the daily run fails, before or after it pulled the day: either way the day
+    would wait for the next day's run. The run key names the empty pull or the
+    failed run, and the re-pulls before it: each is pulled again once, and a re-pull that
+    failed is tried again at the next tick. A day held back by a blocking check is not
+    pulled again (the same items would stop at the same check), nor is a failed run started
+    by hand (a backfill): those are left to whoever reads the check or started the run.
     """
     _, yesterday = days_for_tick(now, timezone, 0)
     day = yesterday.isoformat()
-    latest = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("call_sms_raw_pages"), asset_partitions=[day]),
-        limit=1,
-    ).records
-    if latest:
-        empty_days = latest[0].asset_materialization.metadata.get("empty_days")
-        if empty_days is None or day not in empty_days.value:
-            return dg.SkipReason(f"{day} has items")
-        state, pull = "empty", str(latest[0].storage_id)
+    pull = _latest_materialization(instance, RAW_PAGES, day)
+    if pull and day in _empty_days(pull):
+        state, cause = "empty", str(pull.storage_id)
+    elif pull and not (behind := _not_loaded(instance, day, pull)):
+        return dg.SkipReason(f"{day} has items, loaded into every asset")
     else:
-        daily = instance.get_runs(
-            dg.RunsFilter(tags={"dagster/schedule_name": DAILY_SCHEDULE, RANGE_END: day}), limit=1
-        )
-        if not daily or daily[0].status != dg.DagsterRunStatus.FAILURE:
-            return dg.SkipReason(f"{day} has not been pulled yet (the daily schedule does it)")
-        state, pull = "not pulled", f"failed-{daily[0].run_id}"
+        last = _last_scheduled_run(instance, day)
+        if last is None or last.status != dg.DagsterRunStatus.FAILURE:
+            if pull is None:
+                return dg.SkipReason(f"{day} has not been pulled yet (the daily schedule does it)")
+            return dg.SkipReason(
+                f"{day} has items not yet loaded into {', '.join(behind)}, and no scheduled "
+                "run of it failed"
+            )
+        if checks := _blocking_checks_failed(instance, last.run_id, day):
+            return dg.SkipReason(
+                f"{day} failed the blocking check{'s' * (len(checks) > 1)} {', '.join(checks)} "
+                f"in run {last.run_id}: a re-pull would stop at the same check. Its result says "
+                "what is wrong; the next daily run pulls the day again."
+            )
+        state, cause = ("not pulled" if pull is None else "not loaded"), f"failed-{last.run_id}"
     repulls = instance.get_runs(dg.RunsFilter(tags={LATE_SYNC_TAG: day}))
     if any(not run.is_finished for run in repulls):
         return dg.SkipReason(f"a re-pull of {day} is queued or running")
@@ -107,8 +123,61 @@ def late_sync_request(
             "the next daily run pulls it again"
         )
     return dg.RunRequest(
-        run_key=f"late-sync-{day}-{pull}-{len(repulls)}",
+        run_key=f"late-sync-{day}-{cause}-{len(repulls)}",
         tags={RANGE_START: day, RANGE_END: day, LATE_SYNC_TAG: day},
+    )
+
+
+def _latest_materialization(
+    instance: dg.DagsterInstance, asset: dg.AssetKey, day: str
+) -> dg.EventLogRecord | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[day]), limit=1
+    ).records
+    return records[0] if records else None
+
+
+def _empty_days(pull: dg.EventLogRecord) -> list[str]:
+    empty_days = pull.asset_materialization.metadata.get("empty_days")
+    return empty_days.value if empty_days is not None else []
+
+
+def _not_loaded(instance: dg.DagsterInstance, day: str, pull: dg.EventLogRecord) -> list[str]:
+    """The assets whose latest materialization of `day` came before its latest pull."""
+    return [
+        asset.to_user_string()
+        for asset in LOADED_FROM_PULL
+        if (latest := _latest_materialization(instance, asset, day)) is None
+        or latest.storage_id < pull.storage_id
+    ]
+
+
+def _last_scheduled_run(instance: dg.DagsterInstance, day: str) -> dg.DagsterRun | None:
+    """The latest of the daily run that ended at `day` and this sensor's re-pulls of it."""
+    daily = {"dagster/schedule_name": DAILY_SCHEDULE, RANGE_END: day}
+    records = [
+        record
+        for tags in (daily, {LATE_SYNC_TAG: day})
+        for record in instance.get_run_records(dg.RunsFilter(tags=tags), limit=1)
+    ]
+    return max(records, key=lambda r: r.create_timestamp).dagster_run if records else None
+
+
+def _blocking_checks_failed(instance: dg.DagsterInstance, run_id: str, day: str) -> list[str]:
+    """The blocking checks that failed with ERROR on `day` in the run."""
+    evaluations = (
+        entry.dagster_event.asset_check_evaluation_data
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    )
+    return sorted(
+        {
+            e.check_name
+            for e in evaluations
+            if e.partition == day
+            and e.blocking
+            and not e.passed
+            and e.severity == dg.AssetCheckSeverity.ERROR
+        }
     )
 
 
@@ -122,9 +191,10 @@ def build_late_sync_sensor(settings=None) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"Every {LATE_SYNC_INTERVAL_S // 60} minutes: when yesterday's latest pull had no "
-            "item (the provider had not synced it yet), or the daily run failed before it "
-            "pulled yesterday (the API down), pull yesterday again, at most "
-            f"{LATE_SYNC_MAX_REPULLS} times."
+            "item (the provider had not synced it yet), or the daily run failed before every "
+            "asset had loaded yesterday (the API down, the warehouse held, another day's "
+            f"blocking check), pull yesterday again, at most {LATE_SYNC_MAX_REPULLS} times; not "
+            "when yesterday's own blocking check failed."
         ),
     )
     def call_sms_late_sync(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:

@@ -1,5 +1,6 @@
 """A yesterday pulled before the provider's sync is pulled again once the sync has run, and
-one the daily run failed to pull (the API down) is pulled again once the API is back."""
+one the daily run failed to pull (the API down) or to load (another day's check stopped the
+rollups) is pulled again; one its own blocking check stopped is left to whoever reads it."""
 
 from __future__ import annotations
 
@@ -16,14 +17,21 @@ import httpx
 
 from nova_pipeline.definitions import defs
 from nova_pipeline.resources import NovaApiResource
-from nova_pipeline.schedules import LATE_SYNC_TAG, RANGE_END, RANGE_START, late_sync_request
+from nova_pipeline.schedules import (
+    DAILY_SCHEDULE,
+    LATE_SYNC_TAG,
+    RANGE_END,
+    RANGE_START,
+    late_sync_request,
+)
 from nova_pipeline.simulator.process import free_port, simulator_process
 from nova_pipeline.ui import REPO, dagster_dev
-from tests.conftest import ALMATY, served_items
+from tests.conftest import ALMATY, independent_costs, served_items
 
 DAY = dt.date(2026, 11, 19)
 BEFORE_SYNC = dt.datetime(2026, 11, 20, 3, 0, tzinfo=ALMATY)  # the sync of the 20th is at 04:00
 TICK = dt.datetime(2026, 11, 20, 7, 0, tzinfo=ALMATY)
+SCHEDULED = {"dagster/schedule_name": DAILY_SCHEDULE}
 
 
 def test_an_empty_yesterday_is_pulled_again_until_it_has_items(start_simulator, make_pipeline):
@@ -127,9 +135,8 @@ def test_a_yesterday_the_daily_run_failed_to_pull_is_pulled_again(start_simulato
     skip = late_sync_request(pipeline.instance, TICK, "Asia/Almaty")
     assert isinstance(skip, dg.SkipReason) and "not been pulled yet" in skip.skip_message
 
-    scheduled = {"dagster/schedule_name": "call_sms_daily"}
     first = (DAY - dt.timedelta(days=3)).isoformat()
-    daily = pipeline.run(first, day, tags=scheduled, raise_on_error=False)
+    daily = pipeline.run(first, day, tags=SCHEDULED, raise_on_error=False)
     assert not daily.success
     request = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=2)
     assert isinstance(request, dg.RunRequest)
@@ -149,6 +156,76 @@ def test_a_yesterday_the_daily_run_failed_to_pull_is_pulled_again(start_simulato
     assert isinstance(done, dg.SkipReason) and "has items" in done.skip_message
 
 
+def test_a_yesterday_whose_rollups_another_days_check_stopped_is_pulled_again(
+    start_simulator, make_pipeline
+):
+    """Over 1% of the items of a day the daily run pulls again (late records) break the
+    contract: its blocking check stops every day's rollups, and the run fails with
+    yesterday's events stored and no cost of it. Yesterday passed its checks, so the sensor
+    pulls it again alone; a pull made by hand and not loaded yet is left alone."""
+    tick = dt.datetime(2026, 11, 18, 7, 0, tzinfo=ALMATY)
+    yesterday, bad_day = dt.date(2026, 11, 17), dt.date(2026, 11, 16)
+    pipeline = make_pipeline(
+        sim=start_simulator(now=tick, faults={"bad_items": 0.15}), page_size=20
+    )
+    day = yesterday.isoformat()
+    pipeline.run(day, selection=["call_sms_raw_pages"])
+    by_hand = late_sync_request(pipeline.instance, tick, "Asia/Almaty")
+    assert isinstance(by_hand, dg.SkipReason)
+    assert by_hand.skip_message == (
+        f"{day} has items not yet loaded into call_sms_events, call_sms_rejects, "
+        "sim_group_membership, sim_daily_cost, group_daily_cost, and no scheduled run of it "
+        "failed"
+    )
+
+    first = (yesterday - dt.timedelta(days=3)).isoformat()
+    daily = pipeline.run(first, day, tags=SCHEDULED, raise_on_error=False)
+    severity = {
+        e.partition: e.severity.value if not e.passed else "passed"
+        for e in daily.get_asset_check_evaluations()
+        if e.check_name == "rejects_share"
+    }
+    assert (severity[bad_day.isoformat()], severity[day]) == ("ERROR", "WARN"), (
+        "the simulator's draw of bad items this test is built on"
+    )
+    assert not daily.success
+    [(events,)] = pipeline.sql("SELECT count(*) FROM call_sms_events WHERE day = ?", yesterday)
+    assert events > 0
+    assert pipeline.sql("SELECT count(*) FROM sim_daily_cost") == [(0,)]
+    request = late_sync_request(pipeline.instance, tick, "Asia/Almaty")
+    assert isinstance(request, dg.RunRequest) and daily.run_id in request.run_key
+    assert request.tags == {RANGE_START: day, RANGE_END: day, LATE_SYNC_TAG: day}
+
+    pipeline.run(day, tags=request.tags)
+    clean = start_simulator(now=tick)  # the same fleet without bad items: the reference
+    cost, count = independent_costs(clean.api_url, yesterday)
+    [(events,)] = pipeline.sql("SELECT count(*) FROM call_sms_events WHERE day = ?", yesterday)
+    assert events == sum(count.values())
+    for table in ("sim_daily_cost", "group_daily_cost"):
+        by_day = pipeline.sql(f"SELECT day, sum(cost_eur) FROM {table} GROUP BY day")
+        assert by_day == [(yesterday, sum(cost.values()))], table
+    done = late_sync_request(pipeline.instance, tick, "Asia/Almaty")
+    assert isinstance(done, dg.SkipReason)
+    assert done.skip_message == f"{day} has items, loaded into every asset"
+
+
+def test_a_yesterday_a_blocking_check_stopped_is_not_pulled_again(start_simulator, make_pipeline):
+    """Over 1% of yesterday's items break the contract: the rejects check stops the rollups
+    and the daily run fails. A re-pull would get the same items and stop at the same check."""
+    pipeline = make_pipeline(sim=start_simulator(now=TICK, faults={"bad_items": 1.0}), page_size=20)
+    day = DAY.isoformat()
+    daily = pipeline.run(day, tags=SCHEDULED, raise_on_error=False)
+    assert not daily.success
+    assert pipeline.sql("SELECT count(*) FROM sim_daily_cost") == [(0,)]
+    skip = late_sync_request(pipeline.instance, TICK, "Asia/Almaty")
+    assert isinstance(skip, dg.SkipReason)
+    assert skip.skip_message == (
+        f"{day} failed the blocking check rejects_share in run {daily.run_id}: a re-pull would "
+        "stop at the same check. Its result says what is wrong; the next daily run pulls the "
+        "day again."
+    )
+
+
 def test_a_yesterday_still_not_pulled_after_the_cap_waits_for_the_next_daily_run(
     start_simulator, make_pipeline
 ):
@@ -157,8 +234,7 @@ def test_a_yesterday_still_not_pulled_after_the_cap_waits_for_the_next_daily_run
         api_url=f"http://127.0.0.1:{free_port()}/api", max_attempts=1
     )
     day = DAY.isoformat()
-    tags = {"dagster/schedule_name": "call_sms_daily", RANGE_START: day, RANGE_END: day}
-    pipeline.run(day, tags=tags, raise_on_error=False)
+    pipeline.run(day, tags=SCHEDULED, raise_on_error=False)
     request = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=1)
     pipeline.run(day, tags=request.tags, raise_on_error=False)
     capped = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=1)
