@@ -15,6 +15,8 @@ DAILY_SCHEDULE = "call_sms_daily"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 LATE_SYNC_TAG = "nova/late_sync_day"
+WILL_RETRY = "dagster/will_retry"
+"""Set on a failed run Dagster re-executes (dagster.yaml's run_retries: a run that died)."""
 LATE_SYNC_INTERVAL_S = 30 * 60
 LATE_SYNC_MAX_REPULLS = 6
 """An empty or missing yesterday is pulled again every 30 minutes, at most 6 times (3 hours);
@@ -89,7 +91,8 @@ def late_sync_request(
     failed run, and the re-pulls before it: each is pulled again once, and a re-pull that
     failed is tried again at the next tick. A day held back by a blocking check is not
     pulled again (the same items would stop at the same check), nor is a failed run started
-    by hand (a backfill): those are left to whoever reads the check or started the run.
+    by hand (a backfill): those are left to whoever reads the check or started the run. A
+    run that died is left to Dagster's own re-execution of it while one is coming.
     """
     _, yesterday = days_for_tick(now, timezone, 0)
     day = yesterday.isoformat()
@@ -106,6 +109,10 @@ def late_sync_request(
             return dg.SkipReason(
                 f"{day} has items not yet loaded into {', '.join(behind)}, and no scheduled "
                 "run of it failed"
+            )
+        if last.tags.get(WILL_RETRY) == "true":
+            return dg.SkipReason(
+                f"run {last.run_id} of {day} died and Dagster re-executes it (run_retries)"
             )
         if checks := _blocking_checks_failed(instance, last.run_id, day):
             return dg.SkipReason(

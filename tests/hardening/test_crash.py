@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL in the middle of writing a day loses nothing and blocks nothing."""
+"""A run killed with SIGKILL in the middle of writing a day loses nothing and blocks nothing,
+and is re-executed once from the step that died."""
 
 from __future__ import annotations
 
@@ -35,6 +36,19 @@ def events(warehouse: Path) -> list[tuple]:
         return con.execute("SELECT * FROM call_sms_events ORDER BY sid").fetchall()
 
 
+def kill_when_paused(pause: Path) -> int:
+    """SIGKILL the next run to reach the events write (inside its transaction, after its
+    delete); its pid."""
+    deadline = time.monotonic() + 300
+    while not (pause / "paused").exists():
+        assert time.monotonic() < deadline, "no run reached the events write"
+        time.sleep(0.2)
+    pid = int((pause / "paused").read_text())
+    (pause / "paused").unlink()
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
 @pytest.mark.timeout(1200)
 def test_a_run_killed_mid_write_keeps_the_day_and_frees_the_pool(tmp_path):
     pause = tmp_path / "pause"
@@ -51,16 +65,19 @@ def test_a_run_killed_mid_write_keeps_the_day_and_frees_the_pool(tmp_path):
 
         (pause / "pause").write_text("call_sms_events")
         killed = launch_backfill(url, list(TABLES), [DAY])
-        deadline = time.monotonic() + 300
-        while not (pause / "paused").exists():
-            assert time.monotonic() < deadline, "the run never reached the events write"
-            time.sleep(0.2)
-        os.kill(int((pause / "paused").read_text()), signal.SIGKILL)
+        killed_pid = kill_when_paused(pause)
+        retry_pid = kill_when_paused(pause)
+        assert retry_pid != killed_pid, (
+            "the killed run was re-executed, and its retry reached the write"
+        )
         (pause / "pause").unlink()
 
         state = wait_for_backfill(url, killed, settle_s=30)
-        assert {run["status"] for run in state["runs"]} == {"FAILURE"}
-        assert events(warehouse) == before, "the killed write left the previous rows"
+        runs = sorted(state["runs"], key=lambda run: run["creationTime"])
+        assert [run["status"] for run in runs] == ["FAILURE", "FAILURE"], (
+            "killed, re-executed once (dagster.yaml's run_retries), killed again: no third run"
+        )
+        assert events(warehouse) == before, "the killed writes left the previous rows"
 
         again = wait_for_backfill(url, launch_backfill(url, list(TABLES), [DAY]), timeout_s=600)
         assert again["status"] == "COMPLETED_SUCCESS", again

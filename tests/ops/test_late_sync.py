@@ -22,6 +22,7 @@ from nova_pipeline.schedules import (
     LATE_SYNC_TAG,
     RANGE_END,
     RANGE_START,
+    WILL_RETRY,
     late_sync_request,
 )
 from nova_pipeline.simulator.process import free_port, simulator_process
@@ -224,6 +225,28 @@ def test_a_yesterday_a_blocking_check_stopped_is_not_pulled_again(start_simulato
         "stop at the same check. Its result says what is wrong; the next daily run pulls the "
         "day again."
     )
+
+
+def test_a_daily_run_that_died_is_left_to_dagsters_retry_of_it(start_simulator, make_pipeline):
+    """A daily run whose process died is re-executed by Dagster (dagster.yaml's run_retries,
+    run in a real `dagster dev` by tests/hardening/test_crash.py): while that retry is
+    coming, the sensor starts no second run of the day; once none is, it does."""
+    pipeline = make_pipeline(sim=start_simulator(now=TICK))
+    day = DAY.isoformat()
+    died = pipeline.instance.create_run_for_job(
+        defs.resolve_job_def("call_sms_job"),
+        tags={**SCHEDULED, RANGE_START: day, RANGE_END: day},
+    )
+    pipeline.instance.report_run_failed(died)
+    pipeline.instance.add_run_tags(died.run_id, {WILL_RETRY: "true"})
+    waiting = late_sync_request(pipeline.instance, TICK, "Asia/Almaty")
+    assert isinstance(waiting, dg.SkipReason)
+    assert waiting.skip_message == (
+        f"run {died.run_id} of {day} died and Dagster re-executes it (run_retries)"
+    )
+    pipeline.instance.add_run_tags(died.run_id, {WILL_RETRY: "false"})
+    request = late_sync_request(pipeline.instance, TICK, "Asia/Almaty")
+    assert isinstance(request, dg.RunRequest) and died.run_id in request.run_key
 
 
 def test_a_yesterday_still_not_pulled_after_the_cap_waits_for_the_next_daily_run(
