@@ -85,14 +85,14 @@ def late_sync_request(
 
     The provider syncs once a day; when the daily run comes before the sync, yesterday is
     stored empty; when the API is down for longer than a request's retries, the warehouse
-    stays held past its wait, or a blocking check on an older day of its lookback stops every
-    day's rollups, the daily run fails, before or after it pulled the day: either way the day
-    would wait for the next day's run. The run key names the empty pull or the
+    stays held past its wait, or a blocking check on an older day of its lookback stops
+    every day's rollups, the daily run fails, before or after it pulled the day: either way
+    the day would wait for the next day's run. The run key names the empty pull or the
     failed run, and the re-pulls before it: each is pulled again once, and a re-pull that
-    failed is tried again at the next tick. A day held back by a blocking check is not
-    pulled again (the same items would stop at the same check), nor is a failed run started
-    by hand (a backfill): those are left to whoever reads the check or started the run. A
-    run that died is left to Dagster's own re-execution of it while one is coming.
+    failed is tried again at the next tick. A day held back by a blocking check of its own
+    is not pulled again (the same items would stop at the same check), nor is a failed run
+    started by hand (a backfill): those are left to whoever reads the check or started the
+    run. A run that died is left to Dagster's own re-execution of it while one is coming.
     """
     _, yesterday = days_for_tick(now, timezone, 0)
     day = yesterday.isoformat()
