@@ -40,7 +40,7 @@ def kill_when_paused(pause: Path) -> int:
     """SIGKILL the next run to reach the events write (inside its transaction, after its
     delete); its pid."""
     deadline = time.monotonic() + 300
-    while not (pause / "paused").exists():
+    while not (pause / "paused").exists() or not (pause / "paused").read_text():
         assert time.monotonic() < deadline, "no run reached the events write"
         time.sleep(0.2)
     pid = int((pause / "paused").read_text())
