@@ -35,10 +35,16 @@ TICK = dt.datetime(2026, 11, 20, 7, 0, tzinfo=ALMATY)
 SCHEDULED = {"dagster/schedule_name": DAILY_SCHEDULE}
 
 
+def skip_message(instance: dg.DagsterInstance, now: dt.datetime, *args, **kwargs) -> str:
+    """Why the sensor requests no run at `now` (it must request none)."""
+    result = late_sync_request(instance, now, *args, **kwargs)
+    assert isinstance(result, dg.SkipReason), result
+    return result.skip_message
+
+
 def test_an_empty_yesterday_is_pulled_again_until_it_has_items(start_simulator, make_pipeline):
     pipeline = make_pipeline(sim=start_simulator(now=BEFORE_SYNC))
-    skip = late_sync_request(pipeline.instance, TICK, "Asia/Almaty")
-    assert isinstance(skip, dg.SkipReason) and "not been pulled yet" in skip.skip_message
+    assert "not been pulled yet" in skip_message(pipeline.instance, TICK, "Asia/Almaty")
 
     pipeline.run(DAY.isoformat())
     assert pipeline.sql("SELECT count(*) FROM call_sms_events") == [(0,)]
@@ -53,8 +59,9 @@ def test_an_empty_yesterday_is_pulled_again_until_it_has_items(start_simulator, 
     pipeline.run(day, tags=request.tags)
     [(events,)] = pipeline.sql("SELECT count(*) FROM call_sms_events WHERE day = ?", DAY)
     assert events == len(served_items(pipeline.sim.api_url, DAY)) > 0
-    done = late_sync_request(pipeline.instance, TICK + dt.timedelta(hours=1), "Asia/Almaty")
-    assert isinstance(done, dg.SkipReason) and "has items" in done.skip_message
+    assert "has items" in skip_message(
+        pipeline.instance, TICK + dt.timedelta(hours=1), "Asia/Almaty"
+    )
 
 
 def test_a_day_with_items_and_no_group_configured_is_not_pulled_again(
@@ -62,8 +69,7 @@ def test_a_day_with_items_and_no_group_configured_is_not_pulled_again(
 ):
     pipeline = make_pipeline(groups="", sim=start_simulator(now=TICK))
     pipeline.run(DAY.isoformat())
-    done = late_sync_request(pipeline.instance, TICK, "Asia/Almaty")
-    assert isinstance(done, dg.SkipReason) and "has items" in done.skip_message
+    assert "has items" in skip_message(pipeline.instance, TICK, "Asia/Almaty")
 
 
 def test_re_pulls_stop_at_the_cap_and_follow_the_provider_day(start_simulator, make_pipeline):
@@ -75,13 +81,11 @@ def test_re_pulls_stop_at_the_cap_and_follow_the_provider_day(start_simulator, m
     second = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=2)
     assert isinstance(second, dg.RunRequest) and second.run_key != first.run_key
     pipeline.run(day, tags=second.tags)
-    capped = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=2)
-    assert isinstance(capped, dg.SkipReason) and "after 2 re-pulls" in capped.skip_message
+    assert "after 2 re-pulls" in skip_message(pipeline.instance, TICK, "Asia/Almaty", max_repulls=2)
     # At the provider's midnight yesterday becomes the 20th, which nothing has pulled.
-    next_day = late_sync_request(
+    assert "2026-11-20" in skip_message(
         pipeline.instance, dt.datetime(2026, 11, 21, 0, 0, tzinfo=ALMATY), "Asia/Almaty"
     )
-    assert isinstance(next_day, dg.SkipReason) and "2026-11-20" in next_day.skip_message
 
 
 def test_a_failed_re_pull_is_tried_again_and_an_unfinished_one_is_waited_for(
@@ -107,8 +111,9 @@ def test_a_failed_re_pull_is_tried_again_and_an_unfinished_one_is_waited_for(
     pending = pipeline.instance.create_run_for_job(
         defs.resolve_job_def("call_sms_job"), tags=retry.tags
     )
-    waiting = late_sync_request(pipeline.instance, TICK + dt.timedelta(hours=1), "Asia/Almaty")
-    assert isinstance(waiting, dg.SkipReason) and "queued or running" in waiting.skip_message
+    assert "queued or running" in skip_message(
+        pipeline.instance, TICK + dt.timedelta(hours=1), "Asia/Almaty"
+    )
     pipeline.instance.report_run_canceled(pending)
 
     pipeline.sim.simulator.set_now(TICK)
@@ -117,8 +122,9 @@ def test_a_failed_re_pull_is_tried_again_and_an_unfinished_one_is_waited_for(
     pipeline.run(day, tags=last.tags)
     [(events,)] = pipeline.sql("SELECT count(*) FROM call_sms_events WHERE day = ?", DAY)
     assert events == len(served_items(pipeline.sim.api_url, DAY)) > 0
-    done = late_sync_request(pipeline.instance, TICK + dt.timedelta(hours=2), "Asia/Almaty")
-    assert isinstance(done, dg.SkipReason) and "has items" in done.skip_message
+    assert "has items" in skip_message(
+        pipeline.instance, TICK + dt.timedelta(hours=2), "Asia/Almaty"
+    )
 
 
 def test_a_yesterday_the_daily_run_failed_to_pull_is_pulled_again(start_simulator, make_pipeline):
@@ -133,8 +139,7 @@ def test_a_yesterday_the_daily_run_failed_to_pull_is_pulled_again(start_simulato
     )
     by_hand = pipeline.run(day, raise_on_error=False)
     assert not by_hand.success
-    skip = late_sync_request(pipeline.instance, TICK, "Asia/Almaty")
-    assert isinstance(skip, dg.SkipReason) and "not been pulled yet" in skip.skip_message
+    assert "not been pulled yet" in skip_message(pipeline.instance, TICK, "Asia/Almaty")
 
     first = (DAY - dt.timedelta(days=3)).isoformat()
     daily = pipeline.run(first, day, tags=SCHEDULED, raise_on_error=False)
@@ -153,8 +158,7 @@ def test_a_yesterday_the_daily_run_failed_to_pull_is_pulled_again(start_simulato
     pipeline.run(day, tags=retry.tags)
     [(events,)] = pipeline.sql("SELECT count(*) FROM call_sms_events WHERE day = ?", DAY)
     assert events == len(served_items(pipeline.sim.api_url, DAY)) > 0
-    done = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=2)
-    assert isinstance(done, dg.SkipReason) and "has items" in done.skip_message
+    assert "has items" in skip_message(pipeline.instance, TICK, "Asia/Almaty", max_repulls=2)
 
 
 def test_a_yesterday_whose_rollups_another_days_check_stopped_is_pulled_again(
@@ -171,9 +175,7 @@ def test_a_yesterday_whose_rollups_another_days_check_stopped_is_pulled_again(
     )
     day = yesterday.isoformat()
     pipeline.run(day, selection=["call_sms_raw_pages"])
-    by_hand = late_sync_request(pipeline.instance, tick, "Asia/Almaty")
-    assert isinstance(by_hand, dg.SkipReason)
-    assert by_hand.skip_message == (
+    assert skip_message(pipeline.instance, tick, "Asia/Almaty") == (
         f"{day} has items not yet loaded into call_sms_events, call_sms_rejects, "
         "sim_group_membership, sim_daily_cost, group_daily_cost, and no scheduled run of it "
         "failed"
@@ -205,9 +207,10 @@ def test_a_yesterday_whose_rollups_another_days_check_stopped_is_pulled_again(
     for table in ("sim_daily_cost", "group_daily_cost"):
         by_day = pipeline.sql(f"SELECT day, sum(cost_eur) FROM {table} GROUP BY day")
         assert by_day == [(yesterday, sum(cost.values()))], table
-    done = late_sync_request(pipeline.instance, tick, "Asia/Almaty")
-    assert isinstance(done, dg.SkipReason)
-    assert done.skip_message == f"{day} has items, loaded into every asset"
+    assert (
+        skip_message(pipeline.instance, tick, "Asia/Almaty")
+        == f"{day} has items, loaded into every asset"
+    )
 
 
 def test_a_yesterday_a_blocking_check_stopped_is_not_pulled_again(start_simulator, make_pipeline):
@@ -218,9 +221,7 @@ def test_a_yesterday_a_blocking_check_stopped_is_not_pulled_again(start_simulato
     daily = pipeline.run(day, tags=SCHEDULED, raise_on_error=False)
     assert not daily.success
     assert pipeline.sql("SELECT count(*) FROM sim_daily_cost") == [(0,)]
-    skip = late_sync_request(pipeline.instance, TICK, "Asia/Almaty")
-    assert isinstance(skip, dg.SkipReason)
-    assert skip.skip_message == (
+    assert skip_message(pipeline.instance, TICK, "Asia/Almaty") == (
         f"{day} failed the blocking check rejects_share in run {daily.run_id}: a re-pull would "
         "stop at the same check. Its result says what is wrong; the next daily run pulls the "
         "day again."
@@ -239,9 +240,7 @@ def test_a_daily_run_that_died_is_left_to_dagsters_retry_of_it(start_simulator, 
     )
     pipeline.instance.report_run_failed(died)
     pipeline.instance.add_run_tags(died.run_id, {WILL_RETRY: "true"})
-    waiting = late_sync_request(pipeline.instance, TICK, "Asia/Almaty")
-    assert isinstance(waiting, dg.SkipReason)
-    assert waiting.skip_message == (
+    assert skip_message(pipeline.instance, TICK, "Asia/Almaty") == (
         f"run {died.run_id} of {day} died and Dagster re-executes it (run_retries)"
     )
     pipeline.instance.add_run_tags(died.run_id, {WILL_RETRY: "false"})
@@ -260,9 +259,7 @@ def test_a_yesterday_still_not_pulled_after_the_cap_waits_for_the_next_daily_run
     pipeline.run(day, tags=SCHEDULED, raise_on_error=False)
     request = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=1)
     pipeline.run(day, tags=request.tags, raise_on_error=False)
-    capped = late_sync_request(pipeline.instance, TICK, "Asia/Almaty", max_repulls=1)
-    assert isinstance(capped, dg.SkipReason)
-    assert capped.skip_message == (
+    assert skip_message(pipeline.instance, TICK, "Asia/Almaty", max_repulls=1) == (
         f"{day} is still not pulled after 1 re-pull; the next daily run pulls it again"
     )
 
