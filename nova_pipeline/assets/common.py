@@ -15,6 +15,7 @@ import duckdb
 from nova_pipeline.landing import Landing
 from nova_pipeline.partitions import BACKFILL, DAILY, days_between
 from nova_pipeline.settings import current_settings
+from nova_pipeline.transforms.events import UNPULLED_GROUPS_SQL
 from nova_pipeline.warehouse import GRAIN, TABLES, qualified_name
 
 DUCKDB_POOL = "duckdb"
@@ -143,6 +144,33 @@ def first_ten(names: Sequence[str]) -> str:
     check's description."""
     more = f" and {len(names) - 10} more" if len(names) > 10 else ""
     return ", ".join(names[:10]) + more
+
+
+def warn_of_unpulled_groups(
+    context: dg.AssetExecutionContext,
+    con: duckdb.DuckDBPyConnection,
+    start: dt.date,
+    end: dt.date,
+    consequence: str,
+) -> dict[str, object]:
+    """Warn of each configured group that some days of the run hold no pull of (they were
+    pulled before it was configured), with what that means here and the remedy; the
+    `groups_not_pulled` metadata that names them, if any. Re-running a derived asset alone
+    after NOVA_GROUPS changed would otherwise leave the group out without a word."""
+    unpulled = con.execute(UNPULLED_GROUPS_SQL, [start, end]).fetchall()
+    for group_id, name, days in unpulled:
+        context.log.warning(
+            "group %s (%s) has no pull on %s (pulled before it was configured): %s. "
+            "Materialize every asset for these days to pull it.",
+            group_id,
+            name,
+            first_ten([d.isoformat() for d in days]),
+            consequence,
+        )
+    if not unpulled:
+        return {}
+    by_group = {str(g): [d.isoformat() for d in days] for g, _, days in unpulled}
+    return {"groups_not_pulled": dg.MetadataValue.json(by_group)}
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> dg.MetadataValue:

@@ -8,11 +8,11 @@ from nova_pipeline.assets.common import (
     add_daily_metadata,
     day_totals,
     euro,
-    first_ten,
     markdown_table,
     register_groups,
     sql_references,
     table_metadata,
+    warn_of_unpulled_groups,
 )
 from nova_pipeline.partitions import day_range
 from nova_pipeline.resources import FleetGroupsResource
@@ -22,7 +22,6 @@ from nova_pipeline.transforms.costs import (
     GROUP_TOTALS_SQL,
     SIM_DAILY_COST_SQL,
     TOP_SIMS_SQL,
-    UNPULLED_GROUPS_SQL,
 )
 from nova_pipeline.warehouse import replace_days
 
@@ -146,24 +145,14 @@ def group_daily_cost(
         )
         add_daily_metadata(context, day_totals(con, "group_daily_cost", start, end))
         per_group = con.execute(GROUP_TOTALS_SQL, [start, end]).fetchall()
-        unpulled = con.execute(UNPULLED_GROUPS_SQL, [start, end]).fetchall()
+        not_pulled = warn_of_unpulled_groups(
+            context, con, start, end, "no row there, and its SIMs count as 'ungrouped'"
+        )
     metadata: dict[str, object] = {
         "groups": markdown_table(
             ["group", "name", "max active SIMs a day", "events", "cost €"],
             [(g if g is not None else "—", n, a, e, euro(c)) for g, n, a, e, c in per_group],
         ),
+        **not_pulled,
     }
-    if unpulled:
-        metadata["groups_not_pulled"] = dg.MetadataValue.json(
-            {str(g): [d.isoformat() for d in days] for g, _, days in unpulled}
-        )
-    for group_id, name, days in unpulled:
-        context.log.warning(
-            "group %s (%s) has no pull on %s (pulled before it was configured): no row "
-            "there, and its SIMs count as 'ungrouped'. Materialize every asset for these "
-            "days to pull it.",
-            group_id,
-            name,
-            first_ten([d.isoformat() for d in days]),
-        )
     return dg.MaterializeResult(metadata=metadata)

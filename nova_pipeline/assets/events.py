@@ -18,6 +18,7 @@ from nova_pipeline.assets.common import (
     register_groups,
     sql_references,
     table_metadata,
+    warn_of_unpulled_groups,
 )
 from nova_pipeline.partitions import DAILY, day_range, days_between
 from nova_pipeline.resources import FleetGroupsResource, LandingZoneResource
@@ -212,8 +213,10 @@ def call_sms_events(
     description=(
         "Which SIMs belong to which configured group (NOVA_GROUPS) on each day, as the "
         "API's own `g_<id>` pull of that day returned them. A SIM with no activity in a "
-        "day does not appear that day. Each day's materialization has that day's row "
-        "count; `per_group` covers the run."
+        "day does not appear that day, nor does a group configured since the day was "
+        "pulled, until the day is pulled again (`groups_not_pulled` and a warning name such "
+        "groups and days). Each day's materialization has that day's row count; "
+        "`per_group` covers the run."
     ),
 )
 def sim_group_membership(
@@ -234,9 +237,13 @@ def sim_group_membership(
             "FROM sim_group_membership WHERE day BETWEEN ? AND ? GROUP BY 1 ORDER BY 1",
             [start, end],
         ).fetchall()
+        not_pulled = warn_of_unpulled_groups(
+            context, con, start, end, "none of its SIMs is listed there"
+        )
     return dg.MaterializeResult(
         metadata={
             "groups_configured": len(groups),
             "per_group": markdown_table(["group", "name", "SIMs seen"], per_group),
+            **not_pulled,
         }
     )

@@ -108,18 +108,6 @@ GROUP BY group_id, group_name ORDER BY group_id NULLS LAST
 """Per group over a range of days: the most SIMs active on any one day, events and euro
 ('ungrouped' last; the group_daily_cost run's metadata, the demo's first table)."""
 
-UNPULLED_GROUPS_SQL = """
-SELECT g.group_id, g.group_name, list(d.day ORDER BY d.day)
-FROM (SELECT DISTINCT day FROM group_daily_cost WHERE day BETWEEN ? AND ?) d
-CROSS JOIN group_names g
-WHERE NOT EXISTS (
-    SELECT 1 FROM group_daily_cost c WHERE c.day = d.day AND c.group_id = g.group_id
-)
-GROUP BY g.group_id, g.group_name ORDER BY g.group_id
-"""
-"""The configured groups left without a row on some days of a range, because those days
-were pulled before the group was configured: the group_daily_cost run names them."""
-
 ACCOUNT_TOTALS_SQL = """
 SELECT coalesce(sum(events), 0), coalesce(sum(cost_eur), 0)
 FROM sim_daily_cost WHERE day BETWEEN ? AND ?

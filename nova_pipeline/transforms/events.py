@@ -290,6 +290,21 @@ FROM group_items v JOIN group_names g ON g.group_id = CAST(substr(v.selector, 3)
 """
 """Which SIMs each configured group's pull returned that day (valid items only)."""
 
+UNPULLED_GROUPS_SQL = """
+WITH pulls AS (
+    SELECT DISTINCT day, selector, item_count = 0 AS ends
+    FROM call_sms_raw_pages WHERE day BETWEEN ? AND ?
+)
+SELECT g.group_id, g.group_name, list(d.day ORDER BY d.day)
+FROM (SELECT DISTINCT day FROM pulls WHERE ends) d CROSS JOIN group_names g
+WHERE NOT EXISTS (SELECT 1 FROM pulls p WHERE p.day = d.day AND p.selector = 'g_' || g.group_id)
+GROUP BY g.group_id, g.group_name ORDER BY g.group_id
+"""
+"""The configured groups with no pull on some days of a range, because those days were
+pulled before the group was configured (each pull leaves at least its closing empty page
+in the raw index; a day indexed before that page was kept cannot tell, and is left out):
+the membership and group cost runs name them."""
+
 GROUP_SIDS_MISSING_SQL = """
 WITH v AS MATERIALIZED (SELECT day, selector, sid FROM group_items)
 SELECT v.day, v.selector, count(DISTINCT v.sid) AS missing

@@ -162,25 +162,28 @@ def test_group_costs_re_run_alone_after_groups_were_narrowed_keep_every_euro(mak
 def test_a_group_added_since_the_day_was_pulled_has_no_row_until_the_day_is_pulled_again(
     make_pipeline,
 ):
-    """Group costs re-run alone after a group was added to NOVA_GROUPS: the day holds no
-    pull of it, so it gets no row (not a row of zeros that would say it was idle) and its
-    SIMs stay 'ungrouped'. Pulling the day again gives it its cost."""
+    """Membership and group costs re-run alone after a group was added to NOVA_GROUPS: the
+    day holds no pull of it, so it has no member and no row (not a row of zeros that would
+    say it was idle), and its SIMs stay 'ungrouped'; each asset says so. Pulling the day
+    again gives it its cost."""
     pipeline = make_pipeline(groups="1=Trackers")
     pipeline.run(DAY_KEY)
     pipeline.reconfigure("fleet_groups", groups="1=Trackers,2=Vans")
-    alone = pipeline.run(DAY_KEY, selection=["group_daily_cost"])
+    alone = pipeline.run(DAY_KEY, selection=["sim_group_membership", "group_daily_cost"])
     expected, _ = costs_with_group_1_alone(pipeline)
     assert dict(
         pipeline.sql("SELECT group_id, cost_eur FROM group_daily_cost WHERE day = ?", DAY)
     ) == dict(expected)
-    [materialization] = alone.asset_materializations_for_node("group_daily_cost")
-    meta = materialization.metadata
-    assert meta["groups_not_pulled"].value == {"2": [DAY_KEY]}
-    assert (
-        f"group 2 (Vans) has no pull on {DAY_KEY} (pulled before it was configured): no row "
-        "there, and its SIMs count as 'ungrouped'. Materialize every asset for these days to "
-        "pull it."
-    ) in run_logs(pipeline, alone)
+    assert pipeline.sql("SELECT DISTINCT group_id FROM sim_group_membership") == [(1,)]
+    for asset in ("sim_group_membership", "group_daily_cost"):
+        [materialization] = alone.asset_materializations_for_node(asset)
+        assert materialization.metadata["groups_not_pulled"].value == {"2": [DAY_KEY]}, asset
+    unpulled = f"group 2 (Vans) has no pull on {DAY_KEY} (pulled before it was configured)"
+    remedy = "Materialize every asset for these days to pull it."
+    assert [m for m in run_logs(pipeline, alone) if "has no pull on" in m] == [
+        f"{unpulled}: none of its SIMs is listed there. {remedy}",
+        f"{unpulled}: no row there, and its SIMs count as 'ungrouped'. {remedy}",
+    ]
 
     again = pipeline.run(DAY_KEY)
     assert not [m for m in run_logs(pipeline, again) if "has no pull on" in m]
@@ -200,11 +203,12 @@ def test_a_day_indexed_before_empty_pages_were_kept_gives_every_configured_group
     pipeline.run(DAY_KEY)
     pipeline.sql("DELETE FROM call_sms_raw_pages WHERE item_count = 0")
     pipeline.reconfigure("fleet_groups", groups="1=Trackers,2=Vans")
-    pipeline.run(DAY_KEY, selection=["group_daily_cost"])
+    result = pipeline.run(DAY_KEY, selection=["group_daily_cost"])
     expected, _ = costs_with_group_1_alone(pipeline)
     assert dict(
         pipeline.sql("SELECT group_id, cost_eur FROM group_daily_cost WHERE day = ?", DAY)
     ) == {**expected, 2: Decimal(0)}
+    assert not [m for m in run_logs(pipeline, result) if "has no pull on" in m]
 
 
 def per_day_costs(result) -> list[str]:
