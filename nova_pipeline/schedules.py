@@ -19,7 +19,7 @@ WILL_RETRY = "dagster/will_retry"
 """Set on a failed run Dagster re-executes (dagster.yaml's run_retries: a run that died)."""
 LATE_SYNC_INTERVAL_S = 30 * 60
 LATE_SYNC_MAX_REPULLS = 6
-"""An empty or missing yesterday is pulled again every 30 minutes, at most 6 times (3 hours);
+"""An empty, missing or unloaded yesterday is pulled again every 30 minutes, at most 6 times;
 after that it waits for the next daily run, which pulls it again within its lookback."""
 
 
@@ -97,10 +97,15 @@ def late_sync_request(
     _, yesterday = days_for_tick(now, timezone, 0)
     day = yesterday.isoformat()
     pull = _latest_materialization(instance, RAW_PAGES, day)
-    if pull and day in _empty_days(pull):
-        state, cause = "empty", str(pull.storage_id)
-    elif pull and not (behind := _not_loaded(instance, day, pull)):
+    empty = pull is not None and day in _empty_days(pull)
+    behind = _not_loaded(instance, day, pull) if pull and not empty else []
+    if pull and not empty and not behind:
         return dg.SkipReason(f"{day} has items, loaded into every asset")
+    repulls = instance.get_runs(dg.RunsFilter(tags={LATE_SYNC_TAG: day}))
+    if any(not run.is_finished for run in repulls):
+        return dg.SkipReason(f"a re-pull of {day} is queued or running")
+    if empty:
+        state, cause = "empty", str(pull.storage_id)
     else:
         last = _last_scheduled_run(instance, day)
         if last is None or last.status != dg.DagsterRunStatus.FAILURE:
@@ -121,9 +126,6 @@ def late_sync_request(
                 "what is wrong; the next daily run pulls the day again."
             )
         state, cause = ("not pulled" if pull is None else "not loaded"), f"failed-{last.run_id}"
-    repulls = instance.get_runs(dg.RunsFilter(tags={LATE_SYNC_TAG: day}))
-    if any(not run.is_finished for run in repulls):
-        return dg.SkipReason(f"a re-pull of {day} is queued or running")
     if len(repulls) >= max_repulls:
         return dg.SkipReason(
             f"{day} is still {state} after {len(repulls)} re-pull{'s' * (len(repulls) != 1)}; "

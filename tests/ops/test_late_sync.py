@@ -198,6 +198,13 @@ def test_a_yesterday_whose_rollups_another_days_check_stopped_is_pulled_again(
     request = late_sync_request(pipeline.instance, tick, "Asia/Almaty")
     assert isinstance(request, dg.RunRequest) and daily.run_id in request.run_key
     assert request.tags == {RANGE_START: day, RANGE_END: day, LATE_SYNC_TAG: day}
+    queued = pipeline.instance.create_run_for_job(
+        defs.resolve_job_def("call_sms_job"), tags=request.tags
+    )
+    assert skip_message(pipeline.instance, tick, "Asia/Almaty") == (
+        f"a re-pull of {day} is queued or running"
+    )
+    pipeline.instance.delete_run(queued.run_id)
 
     pipeline.run(day, tags=request.tags)
     clean = start_simulator(now=tick)  # the same fleet without bad items: the reference
