@@ -157,7 +157,7 @@ def warn_of_unpulled_groups(
     pulled before it was configured), with what that means here and the remedy; the
     `groups_not_pulled` metadata that names them, if any. Re-running a derived asset alone
     after NOVA_GROUPS changed would otherwise leave the group out without a word."""
-    unpulled = con.execute(UNPULLED_GROUPS_SQL, [start, end]).fetchall()
+    unpulled = con.execute(UNPULLED_GROUPS_SQL, {"start": start, "end": end}).fetchall()
     for group_id, name, days in unpulled:
         context.log.warning(
             "group %s (%s) has no pull on %s (pulled before it was configured): %s. "

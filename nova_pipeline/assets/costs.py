@@ -148,11 +148,12 @@ def group_daily_cost(
         not_pulled = warn_of_unpulled_groups(
             context, con, start, end, "no row there, and its SIMs count as 'ungrouped'"
         )
-    metadata: dict[str, object] = {
-        "groups": markdown_table(
-            ["group", "name", "max active SIMs a day", "events", "cost €"],
-            [(g if g is not None else "—", n, a, e, euro(c)) for g, n, a, e, c in per_group],
-        ),
-        **not_pulled,
-    }
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(
+        metadata={
+            "groups": markdown_table(
+                ["group", "name", "max active SIMs a day", "events", "cost €"],
+                [(g if g is not None else "—", n, a, e, euro(c)) for g, n, a, e, c in per_group],
+            ),
+            **not_pulled,
+        }
+    )

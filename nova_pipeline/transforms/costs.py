@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nova_pipeline.transforms.events import PULLS_CTE
 from nova_pipeline.warehouse import EVENT_TYPES
 
 _PER_TYPE = ",\n    ".join(
@@ -42,10 +43,7 @@ INSERT INTO group_daily_cost
 WITH days AS (
     SELECT DISTINCT day FROM sim_daily_cost WHERE day BETWEEN $start AND $end
 ),
-pulls AS (
-    SELECT DISTINCT day, selector, item_count = 0 AS ends
-    FROM call_sms_raw_pages WHERE day BETWEEN $start AND $end
-),
+{PULLS_CTE},
 buckets AS (
     SELECT d.day, g.group_id, g.group_name FROM days d CROSS JOIN group_names g
     WHERE EXISTS (SELECT 1 FROM pulls p WHERE p.day = d.day AND p.selector = 'g_' || g.group_id)

@@ -290,11 +290,15 @@ FROM group_items v JOIN group_names g ON g.group_id = CAST(substr(v.selector, 3)
 """
 """Which SIMs each configured group's pull returned that day (valid items only)."""
 
-UNPULLED_GROUPS_SQL = """
-WITH pulls AS (
+PULLS_CTE = """pulls AS (
     SELECT DISTINCT day, selector, item_count = 0 AS ends
-    FROM call_sms_raw_pages WHERE day BETWEEN ? AND ?
-)
+    FROM call_sms_raw_pages WHERE day BETWEEN $start AND $end
+)"""
+"""Each pull made on each day of a range, from the raw index: `ends` marks the closing empty
+page every pull has left since it was kept; a day without one was indexed before that."""
+
+UNPULLED_GROUPS_SQL = f"""
+WITH {PULLS_CTE}
 SELECT g.group_id, g.group_name, list(d.day ORDER BY d.day)
 FROM (SELECT DISTINCT day FROM pulls WHERE ends) d CROSS JOIN group_names g
 WHERE NOT EXISTS (SELECT 1 FROM pulls p WHERE p.day = d.day AND p.selector = 'g_' || g.group_id)
