@@ -1,7 +1,8 @@
 """`make ui`: the simulator and `dagster dev` (webserver + daemon), stopped together on Ctrl-C;
 `make serve`: `dagster dev` alone, for the API that NOVA_API_URL names; and, for the
 end-to-end test and the benchmark, a DAGSTER_HOME configured as `make ui`'s and a small
-driver of the UI's GraphQL API (backfills).
+driver of the UI's GraphQL API (backfills). One `make ui` or `make serve` at a time runs
+on an instance, and each on a port of its own.
 
 `dagster dev` started from a non-interactive shell inherits SIGINT and SIGTERM as ignored
 (measured here), so it is started in its own session with default signal handling and
@@ -10,15 +11,18 @@ stopped through its process group.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -48,11 +52,33 @@ DEV_SUPERSEDED = "ignore:Function `dev_command` is superseded"
 not install: the warning would open every `make ui` asking for a command the user lacks."""
 
 
+class PortInUse(RuntimeError):
+    """The port `dagster dev` was to serve on is taken."""
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """`dagster dev` on a taken port fails in its log only, and its daemon runs on, while
+    whatever holds the port answers GraphQL: a second `make ui` would point its banner at
+    the first one's UI (seen here). Probed as the webserver binds, so a port a stopped
+    server left in TIME_WAIT counts as free."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PortInUse(
+                f"port {port} on {host} is in use ({exc.strerror}): is another `make ui`, "
+                "`make serve` or `dagster dev` running? Stop it, or choose another port with "
+                "DAGSTER_PORT"
+            ) from None
+
+
 @contextmanager
 def dagster_dev(
     env: Mapping[str, str], host: str = "127.0.0.1", port: int = 3000, timeout_s: float = 180
 ) -> Iterator[str]:
     """Run `dagster dev` on the workspace; yield the webserver URL once GraphQL answers."""
+    _check_port_free(host, port)
     dagster = Path(sys.executable).with_name("dagster")
     warnings = ",".join(w for w in (env.get("PYTHONWARNINGS"), DEV_SUPERSEDED) if w)
     proc = subprocess.Popen(
@@ -162,32 +188,64 @@ def _until_stopped(what: str) -> None:
         print(f"\nstopping {what}", flush=True)
 
 
-def _instance_home(command: str) -> Path | None:
+INSTANCE_LOCK = ".nova_ui.lock"
+"""Held by the `make ui` or `make serve` running on an instance, with its PID."""
+
+
+@contextmanager
+def _instance(command: str) -> Iterator[Path | None]:
     """The instance the Makefile names, with the project's dagster.yaml (an operator's own
-    kept), or None, said, when started by hand without one: `dagster dev` would keep
-    runs in a temporary folder."""
+    kept), held by this process until it stops; None, said, when started by hand without
+    DAGSTER_HOME (`dagster dev` would keep runs in a temporary folder), or while another
+    `make ui` or `make serve` runs on it: Dagster supports one daemon per instance, and a
+    second one's schedule, sensors and run queue would act beside the first's."""
     if not os.environ.get("DAGSTER_HOME"):
         print(f"DAGSTER_HOME is not set: start it with `{command}`, which sets it", file=sys.stderr)
-        return None
-    return project_home(Path(os.environ["DAGSTER_HOME"]), keep=True)
+        yield None
+        return
+    home = project_home(Path(os.environ["DAGSTER_HOME"]), keep=True)
+    with open(home / INSTANCE_LOCK, "a+") as lock:
+        if not _lock(lock):
+            lock.seek(0)
+            print(
+                f"the instance {home} is in use by another `make ui` or `make serve` (pid "
+                f"{lock.read().strip() or 'unknown'}): stop it first, or give this one an "
+                "instance of its own (DAGSTER_HOME, or API_HOME for `make serve`)",
+                file=sys.stderr,
+            )
+            yield None
+            return
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        yield home
+
+
+def _lock(lock: IO[str]) -> bool:
+    """Take the lock without waiting; the system drops it when the process ends, however."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def main() -> int:
     """`make ui`: the simulator and `dagster dev`, in the instance the Makefile names."""
-    home = _instance_home("make ui")
-    if home is None:
-        return 2
-    port = int(os.environ.get("DAGSTER_PORT", "3000"))
-    with simulator_process(SIMULATOR_ARGS) as api_url:
-        env = {**os.environ, "NOVA_API_URL": api_url}
-        env.setdefault("NOVA_GROUPS", DEMO_GROUPS)
-        with dagster_dev(env, port=port) as url:
-            print(
-                f"\nDagster UI at {url} (simulator at {api_url}); instance in {home}; "
-                "Ctrl-C stops both.",
-                flush=True,
-            )
-            _until_stopped("dagster dev and the simulator")
+    with _instance("make ui") as home:
+        if home is None:
+            return 2
+        port = int(os.environ.get("DAGSTER_PORT", "3000"))
+        with simulator_process(SIMULATOR_ARGS) as api_url:
+            env = {**os.environ, "NOVA_API_URL": api_url}
+            env.setdefault("NOVA_GROUPS", DEMO_GROUPS)
+            with dagster_dev(env, port=port) as url:
+                print(
+                    f"\nDagster UI at {url} (simulator at {api_url}); instance in {home}; "
+                    "Ctrl-C stops both.",
+                    flush=True,
+                )
+                _until_stopped("dagster dev and the simulator")
     return 0
 
 
@@ -212,25 +270,29 @@ def serve() -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    home = _instance_home("make serve")
-    if home is None:
-        return 2
-    if (home / "dagster.yaml").read_bytes() != (REPO / "dagster.yaml").read_bytes():
-        print(
-            f"{home / 'dagster.yaml'} is kept as it is; it differs from the project's "
-            f"{REPO / 'dagster.yaml'} (the DuckDB pool, the run queue): compare them",
-            flush=True,
-        )
-    port = int(os.environ.get("DAGSTER_PORT", "3000"))
-    with dagster_dev(os.environ, port=port) as url:
-        print(
-            f"\nDagster UI at {url} for {settings.api_url}; instance in {home}, warehouse "
-            f"{settings.duckdb_path.resolve()}; Ctrl-C stops it.",
-            flush=True,
-        )
-        _until_stopped("dagster dev")
+    with _instance("make serve") as home:
+        if home is None:
+            return 2
+        if (home / "dagster.yaml").read_bytes() != (REPO / "dagster.yaml").read_bytes():
+            print(
+                f"{home / 'dagster.yaml'} is kept as it is; it differs from the project's "
+                f"{REPO / 'dagster.yaml'} (the DuckDB pool, the run queue): compare them",
+                flush=True,
+            )
+        port = int(os.environ.get("DAGSTER_PORT", "3000"))
+        with dagster_dev(os.environ, port=port) as url:
+            print(
+                f"\nDagster UI at {url} for {settings.api_url}; instance in {home}, warehouse "
+                f"{settings.duckdb_path.resolve()}; Ctrl-C stops it.",
+                flush=True,
+            )
+            _until_stopped("dagster dev")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(serve() if sys.argv[1:] == ["--api"] else main())
+    try:
+        sys.exit(serve() if sys.argv[1:] == ["--api"] else main())
+    except PortInUse as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import itertools
 import math
 import os
@@ -330,3 +331,35 @@ def test_make_ui_names_its_instance_and_starts_with_no_warning_the_user_cannot_a
         assert f"; instance in {home}; Ctrl-C stops both." in banner
         assert "(simulator at http://127.0.0.1:" in banner
     assert "superseded" not in log.read_text(), log.read_text()[-3000:]
+
+
+def test_a_second_make_ui_on_the_same_instance_or_port_is_refused_at_once(tmp_path):
+    """Two daemons on one instance would both run its schedule, sensors and queue (Dagster
+    logs "multiple daemon processes ... not supported"); a second `dagster dev` on a taken
+    port would fail in its log only while the banner pointed at the first one's UI."""
+    port = free_port()
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_")}
+    env |= {"NOVA_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(home)}
+    log = tmp_path / "ui.log"
+    with serving({**env, "DAGSTER_PORT": str(port)}, log, UI):
+        same_home = {**env, "DAGSTER_PORT": str(free_port())}
+        refused = subprocess.run(UI, env=same_home, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2, refused.stderr
+        said = refused.stderr.strip().splitlines()[-1]
+        assert said.startswith(f"the instance {home} is in use by another `make ui`")
+        holder = said.split("(pid ")[1].split(")")[0]
+        assert b"nova_pipeline.ui" in Path(f"/proc/{holder}/cmdline").read_bytes()
+
+        same_port = {**env, "DAGSTER_HOME": str(tmp_path / "other"), "DAGSTER_PORT": str(port)}
+        refused = subprocess.run(UI, env=same_port, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2, refused.stderr
+        assert (
+            refused.stderr.strip()
+            .splitlines()[-1]
+            .startswith(f"port {port} on 127.0.0.1 is in use")
+        )
+        assert "DAGSTER_PORT" in refused.stderr and "Dagster UI at" not in refused.stdout
+    assert "multiple daemon processes" not in log.read_text(), log.read_text()[-3000:]
+    with open(home / ".nova_ui.lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released with the process
