@@ -53,6 +53,27 @@ def checks_summary(result: dg.ExecuteInProcessResult) -> str:
     )
 
 
+def run_failure(result: dg.ExecuteInProcessResult) -> tuple[str, int]:
+    """What stopped the run, in one line, and the exit code: the step and the first line of
+    its error (the rest is in the run's log), or that Ctrl-C interrupted it. A step's
+    writes are one transaction, so the step that stopped wrote nothing."""
+    failures = result.get_step_failure_events()
+    if failures:
+        where, error = (
+            f" at {failures[0].step_key}, which wrote nothing",
+            failures[0].step_failure_data.error,
+        )
+    else:
+        where, error = "", result.get_run_failure_event().job_failure_data.error
+    while error and error.cause and error.cls_name == "DagsterExecutionStepExecutionError":
+        error = error.cause
+    log = "`make ui` shows the run's log"
+    if error and error.cls_name == "DagsterExecutionInterruptedError":
+        return f"interrupted{where}; {log}", 130
+    what = f": {error.message.strip().splitlines()[0]}" if error else ""
+    return f"the run failed{where}{what}\n{log}", 1
+
+
 def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
     """One line per failed check result of the run, its severity first: a WARN (e.g. a
     day pulled before the provider's sync) does not stop the run, so the tables below it
@@ -123,12 +144,14 @@ def main() -> int:
                 },
                 raise_on_error=False,
             )
-        print(checks_summary(result))
+        if result.get_asset_check_evaluations():
+            print(checks_summary(result))
         for line in failed_checks(result):
             print(line)
         if not result.success:
-            print("the run failed; see `make ui` for its logs", file=sys.stderr)
-            return 1
+            said, code = run_failure(result)
+            print(said, file=sys.stderr)
+            return code
 
         import duckdb
 

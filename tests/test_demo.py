@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections import defaultdict
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import httpx
 import pytest
 
 from nova_pipeline.checks import ASSET_CHECKS
@@ -154,8 +156,43 @@ def test_a_failed_run_is_said_and_no_table_is_printed(tmp_path):
     env = {**demo_env(tmp_path), "NOVA_MAX_PAGES": "1"}
     demo = run_demo(env)
     assert demo.returncode == 1
-    assert "the run failed; see `make ui` for its logs" in demo.stderr
-    assert "NOVA_MAX_PAGES" in demo.stdout + demo.stderr
-    assert "Cost per group" not in demo.stdout
+    said = demo.stderr.strip().splitlines()[-2:]
+    assert said[0].startswith(
+        "the run failed at call_sms_raw_pages, which wrote nothing: "
+        "nova_pipeline.api.errors.TooManyPagesError: all "
+    )
+    assert said[0].endswith("(NOVA_MAX_PAGES); raise the cap if the day is really that large")
+    assert said[1] == "`make ui` shows the run's log"
+    assert "Cost per group" not in demo.stdout and "checks:" not in demo.stdout
     (run,) = recorded_runs(env["DAGSTER_HOME"])
     assert run.status == dg.DagsterRunStatus.FAILURE
+    assert not list((tmp_path / "data").glob("landing/call_sms/day=*/fetch=*")), "pulls removed"
+
+
+def test_ctrl_c_stops_the_demo_saying_where_with_no_traceback_and_nothing_left_running(tmp_path):
+    """Ctrl-C once the run is pulling: Dagster ends the run as failed, the demo says at which
+    step, exits 130 as an interrupted command does, and stops the simulator."""
+    env = demo_env(tmp_path)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "nova_pipeline.demo"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in demo.stderr:
+        if " - call_sms_raw_pages - pulled " in line:
+            demo.send_signal(signal.SIGINT)
+            break
+    stdout, stderr = demo.communicate(timeout=300)
+    assert demo.returncode == 130, stderr[-3000:]
+    assert re.fullmatch(
+        r"interrupted at \w+, which wrote nothing; `make ui` shows the run's log",
+        stderr.strip().splitlines()[-1],
+    )
+    assert "Traceback" not in stderr and "Cost per group" not in stdout
+    (run,) = recorded_runs(env["DAGSTER_HOME"])
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    api_url = re.search(r"simulator at (\S+);", stdout).group(1)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(api_url, timeout=5)
