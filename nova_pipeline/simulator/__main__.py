@@ -68,7 +68,14 @@ def main(argv: list[str] | None = None) -> None:
         retry_after=args.retry_after,
         slow_seconds=args.slow_seconds,
     )
-    server = SimulatorHTTPServer(Simulator(config), args.host, args.port)
+    try:
+        server = SimulatorHTTPServer(Simulator(config), args.host, args.port)
+    except OSError as exc:
+        sys.exit(
+            f"cannot serve on {args.host}:{args.port}: {exc.strerror}. Is a simulator already "
+            "running there? Choose another port (--port, `make simulator PORT=...`; 0 picks a "
+            "free one)"
+        )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(
         f"NovaConnect simulator serving {server.api_url}/report/call_sms "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -276,6 +278,20 @@ def test_cli_rejects_a_fault_rate_it_cannot_apply(argv, message, capsys):
     with pytest.raises(SystemExit):
         _args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_a_port_already_taken_is_said_in_one_line(simulator):
+    """`make simulator` while another one serves on its port (8765): a line, not a traceback."""
+    port = httpx.URL(simulator.api_url).port
+    taken = subprocess.run(
+        [sys.executable, "-m", "nova_pipeline.simulator", "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert taken.returncode == 1
+    assert taken.stderr.startswith(f"cannot serve on 127.0.0.1:{port}: Address already in use.")
+    assert "--port" in taken.stderr and "Traceback" not in taken.stderr
 
 
 def test_body_is_compact_json(simulator):
