@@ -147,21 +147,32 @@ class WarehouseResource(DuckDBResource):
             yield con
 
 
+def api_resource(
+    settings: Settings, token: str | dg.EnvVar, **overrides: object
+) -> NovaApiResource:
+    """The API as the settings describe it, with `token` (the code location passes an EnvVar,
+    so Dagster never shows its value)."""
+    fields = {
+        "api_url": settings.api_url,
+        "api_token": token,
+        "auth_header": settings.auth_header,
+        "auth_scheme": settings.auth_scheme,
+        "page_size": settings.page_size,
+        "max_pages": settings.max_pages,
+        "connect_timeout_s": settings.connect_timeout_s,
+        "read_timeout_s": settings.read_timeout_s,
+        "max_attempts": settings.max_attempts,
+        "retry_deadline_s": settings.retry_deadline_s,
+        "fetch_concurrency": settings.fetch_concurrency,
+    }
+    return NovaApiResource(**(fields | overrides))
+
+
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """The resources of the code location, from the settings read at load."""
     return {
-        "nova_api": NovaApiResource(
-            api_url=settings.api_url,
-            api_token=dg.EnvVar("NOVA_API_TOKEN") if settings.api_token else "",
-            auth_header=settings.auth_header,
-            auth_scheme=settings.auth_scheme,
-            page_size=settings.page_size,
-            max_pages=settings.max_pages,
-            connect_timeout_s=settings.connect_timeout_s,
-            read_timeout_s=settings.read_timeout_s,
-            max_attempts=settings.max_attempts,
-            retry_deadline_s=settings.retry_deadline_s,
-            fetch_concurrency=settings.fetch_concurrency,
+        "nova_api": api_resource(
+            settings, dg.EnvVar("NOVA_API_TOKEN") if settings.api_token else ""
         ),
         "fleet_groups": FleetGroupsResource(
             groups=",".join(f"{k}={v}" for k, v in settings.groups.items())

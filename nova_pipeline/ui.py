@@ -11,6 +11,7 @@ stopped through its process group.
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import os
 import shutil
@@ -22,12 +23,15 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import httpx
 
 from nova_pipeline.demo import DEMO_GROUPS, SIMULATOR_ARGS
 from nova_pipeline.simulator.process import simulator_process, wait_until_ready
+
+if TYPE_CHECKING:
+    from nova_pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -280,14 +284,42 @@ def serve() -> int:
                 flush=True,
             )
         port = int(os.environ.get("DAGSTER_PORT", "3000"))
+        checked = _api_check(settings)
         with dagster_dev(os.environ, port=port) as url:
             print(
                 f"\nDagster UI at {url} for {settings.api_url}; instance in {home}, warehouse "
-                f"{settings.duckdb_path.resolve()}; Ctrl-C stops it.",
+                f"{settings.duckdb_path.resolve()}; Ctrl-C stops it.\n{checked}",
                 flush=True,
             )
             _until_stopped("dagster dev")
     return 0
+
+
+API_CHECK_ATTEMPTS = 2
+"""Enough to ride out one dropped connection without holding `make serve` up for long."""
+
+
+def _api_check(settings: Settings) -> str:
+    """One request to the API before `dagster dev` starts, so a refused token or a wrong URL
+    is said at once, not by the first run (the schedule's may be hours away). Said, not
+    refused: the UI still shows past runs and the warehouse while the API is down."""
+    from nova_pipeline.api.errors import NovaApiError
+    from nova_pipeline.clock import latest_complete_day
+    from nova_pipeline.resources import api_resource
+
+    now = dt.datetime.now(dt.UTC)
+    day = latest_complete_day(now, settings.timezone, settings.schedule_time)
+    api = api_resource(settings, settings.api_token, page_size=1, max_attempts=API_CHECK_ATTEMPTS)
+    try:
+        with api.client() as client:
+            client.fetch_page(day, day, "all", 0)
+    except NovaApiError as exc:
+        return (
+            f"API check (one request, at most {API_CHECK_ATTEMPTS} attempts) failed; runs will "
+            f"fail the same way until this is fixed: {exc}"
+        )
+    token = "its token accepted" if settings.api_token else "no token sent (NOVA_API_TOKEN)"
+    return f"API check: {settings.api_url} answered a query of {day}, {token}."
 
 
 if __name__ == "__main__":

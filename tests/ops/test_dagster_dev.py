@@ -7,6 +7,7 @@ import fcntl
 import itertools
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -279,7 +280,8 @@ def serving(env: dict[str, str], log: Path, command: list[str] = SERVE) -> Itera
 def test_make_serve_runs_the_pipeline_on_the_api_it_is_given_in_an_instance_of_its_own(tmp_path):
     """`make serve` (the real API): no simulator of its own, the settings checked before
     `dagster dev` starts, the project's dagster.yaml in its instance (an operator's own
-    kept), and a run reaching the API NOVA_API_URL names with its token."""
+    kept), a run reaching the API NOVA_API_URL names with its token, and one request at
+    start that says under the banner whether the API answered and took the token."""
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_")}
     env |= {"DAGSTER_HOME": str(home), "NOVA_DATA_DIR": str(tmp_path / "data")}
@@ -301,6 +303,12 @@ def test_make_serve_runs_the_pipeline_on_the_api_it_is_given_in_an_instance_of_i
         env |= {"NOVA_API_URL": api_url, "NOVA_API_TOKEN": token, "DAGSTER_PORT": str(free_port())}
         with serving(env, log) as banner:
             assert f"for {api_url}; instance in {home}, warehouse {tmp_path / 'data'}" in banner
+            checked = api_check_line(log)
+            assert re.fullmatch(
+                rf"API check: {re.escape(api_url)} answered a query of \d{{4}}-\d\d-\d\d, "
+                "its token accepted\\.",
+                checked,
+            ), checked
             url = banner.split()[3]
             assert (home / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()
             run = wait_for_run(url, launch_day_run(url, day))
@@ -314,9 +322,24 @@ def test_make_serve_runs_the_pipeline_on_the_api_it_is_given_in_an_instance_of_i
 
     own = "telemetry:\n  enabled: false\n"
     (home / "dagster.yaml").write_text(own)
-    with serving(env, log):
-        assert (home / "dagster.yaml").read_text() == own
-        assert "dagster.yaml is kept as it is; it differs from the project's" in log.read_text()
+    with simulator_process(sim) as api_url:
+        wrong = {**env, "NOVA_API_URL": api_url, "NOVA_API_TOKEN": "expired-token"}
+        with serving(wrong, log):
+            assert (home / "dagster.yaml").read_text() == own
+            assert "dagster.yaml is kept as it is; it differs from the project's" in log.read_text()
+            assert api_check_line(log) == (
+                "API check (one request, at most 2 attempts) failed; runs will fail the same way "
+                "until this is fixed: NovaConnect refused the token with HTTP 401 (authorization "
+                "required: invalid or missing token): check NOVA_API_TOKEN (and NOVA_AUTH_HEADER "
+                "/ NOVA_AUTH_SCHEME)"
+            )
+        assert "expired-token" not in log.read_text()
+
+
+def api_check_line(log: Path) -> str:
+    """The line `make serve` prints under its banner: what one request to the API gave."""
+    lines = log.read_text().splitlines()
+    return lines[next(i for i, line in enumerate(lines) if "Dagster UI at" in line) + 1]
 
 
 def test_make_ui_names_its_instance_and_starts_with_no_warning_the_user_cannot_act_on(tmp_path):
