@@ -172,7 +172,7 @@ def run_in_child(
 
 
 def child(first: str, last: str) -> None:
-    """Inside the child: materialise the whole graph for `first..last` in one run, as the
+    """Inside the child: materialize the whole graph for `first..last` in one run, as the
     schedule (one day) or a batched backfill (a range) launches it; report as JSON."""
     import dagster as dg
 

@@ -130,7 +130,7 @@ def main() -> int:
             )
             return 1
         print(
-            f"simulator at {api_url}; materialising {first}..{last} "
+            f"simulator at {api_url}; materializing {first}..{last} "
             f"({settings.timezone} days) into {settings.duckdb_path}",
             flush=True,
         )

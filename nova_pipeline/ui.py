@@ -159,7 +159,7 @@ def wait_for_backfill(
     """Poll until the backfill is done; returns its status and runs.
 
     When two asset backfills overlap, Dagster 1.13 can leave one REQUESTED for good after
-    all its runs succeeded (the other backfill re-materialised some of its partitions;
+    all its runs succeeded (the other backfill re-materialized some of its partitions;
     dagster issue #19635). If every run has finished and nothing changed for `settle_s`,
     the state is returned as it is, with `"stalled": True`.
     """

@@ -75,7 +75,7 @@ def test_demo_prints_each_groups_cost_and_the_top_sims_as_the_api_serves_them(tm
 
     first, last = (
         dt.date.fromisoformat(d)
-        for d in re.search(r"materialising (\S+)\.\.(\S+) ", demo.stdout).groups()
+        for d in re.search(r"materializing (\S+)\.\.(\S+) ", demo.stdout).groups()
     )
     assert last == latest_complete_day(started, tz, ready)
     assert (last - first).days == DAYS - 1

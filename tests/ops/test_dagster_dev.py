@@ -227,7 +227,7 @@ def test_backfills_launched_over_graphql_fill_every_day_and_queue_on_the_pool(st
     single_run = wait_for_run(url, single)
     assert single_run["status"] == "SUCCESS", single_run
     for state in states:
-        # Every run succeeds; a backfill whose partitions the other one re-materialised may
+        # Every run succeeds; a backfill whose partitions the other one re-materialized may
         # stay REQUESTED in Dagster 1.13 (see wait_for_backfill), which is not a failure.
         assert state["status"] == "COMPLETED_SUCCESS" or state.get("stalled"), state
         assert {run["status"] for run in state["runs"]} == {"SUCCESS"}
