@@ -56,8 +56,16 @@ DEV_SUPERSEDED = "ignore:Function `dev_command` is superseded"
 not install: the warning would open every `make ui` asking for a command the user lacks."""
 
 
-class PortInUse(RuntimeError):
-    """The port `dagster dev` was to serve on is taken."""
+class PortUnusable(RuntimeError):
+    """The port `dagster dev` was to serve on is taken, or is no port."""
+
+
+def _port() -> int:
+    """The webserver's port: DAGSTER_PORT, else Dagster's 3000."""
+    given = os.environ.get("DAGSTER_PORT", "3000")
+    if not (given.isdigit() and 0 < int(given) < 65536):
+        raise PortUnusable(f"DAGSTER_PORT: {given!r} is not a port number (1-65535)")
+    return int(given)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -70,7 +78,7 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise PortInUse(
+            raise PortUnusable(
                 f"port {port} on {host} is in use ({exc.strerror}): is another `make ui`, "
                 "`make serve` or `dagster dev` running? Stop it, or choose another port with "
                 "DAGSTER_PORT"
@@ -239,7 +247,7 @@ def main() -> int:
     with _instance("make ui") as home:
         if home is None:
             return 2
-        port = int(os.environ.get("DAGSTER_PORT", "3000"))
+        port = _port()
         with simulator_process(SIMULATOR_ARGS) as api_url:
             env = {**os.environ, "NOVA_API_URL": api_url}
             env.setdefault("NOVA_GROUPS", DEMO_GROUPS)
@@ -283,7 +291,7 @@ def serve() -> int:
                 f"{REPO / 'dagster.yaml'} (the DuckDB pool, the run queue): compare them",
                 flush=True,
             )
-        port = int(os.environ.get("DAGSTER_PORT", "3000"))
+        port = _port()
         checked = _api_check(settings)
         with dagster_dev(os.environ, port=port) as url:
             print(
@@ -325,6 +333,6 @@ def _api_check(settings: Settings) -> str:
 if __name__ == "__main__":
     try:
         sys.exit(serve() if sys.argv[1:] == ["--api"] else main())
-    except PortInUse as exc:
+    except PortUnusable as exc:
         print(exc, file=sys.stderr)
         sys.exit(2)

@@ -349,6 +349,10 @@ def test_make_ui_names_its_instance_and_starts_with_no_warning_the_user_cannot_a
     assert refused.returncode == 2 and "DAGSTER_HOME is not set" in refused.stderr
 
     home = tmp_path / "home"
+    no_port = {**env, "DAGSTER_HOME": str(home), "DAGSTER_PORT": "30OO"}
+    refused = subprocess.run(UI, env=no_port, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2
+    assert refused.stderr == "DAGSTER_PORT: '30OO' is not a port number (1-65535)\n"
     log = tmp_path / "ui.log"
     with serving({**env, "DAGSTER_HOME": str(home)}, log, UI) as banner:
         assert f"; instance in {home}; Ctrl-C stops both." in banner
