@@ -61,10 +61,12 @@ class PortUnusable(RuntimeError):
 
 
 def _port() -> int:
-    """The webserver's port: DAGSTER_PORT, else Dagster's 3000."""
+    """The webserver's port, DAGSTER_PORT (else Dagster's 3000), found free before the
+    simulator or the API check starts (`dagster_dev` checks again as it starts)."""
     given = os.environ.get("DAGSTER_PORT", "3000")
     if not (given.isdigit() and 0 < int(given) < 65536):
         raise PortUnusable(f"DAGSTER_PORT: {given!r} is not a port number (1-65535)")
+    _check_port_free("127.0.0.1", int(given))
     return int(given)
 
 
