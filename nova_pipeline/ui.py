@@ -61,12 +61,10 @@ class PortUnusable(RuntimeError):
 
 
 def _port() -> int:
-    """The webserver's port, DAGSTER_PORT (else Dagster's 3000), found free before the
-    simulator or the API check starts (`dagster_dev` checks again as it starts)."""
+    """The webserver's port: DAGSTER_PORT, else Dagster's 3000."""
     given = os.environ.get("DAGSTER_PORT", "3000")
     if not (given.isdigit() and 0 < int(given) < 65536):
         raise PortUnusable(f"DAGSTER_PORT: {given!r} is not a port number (1-65535)")
-    _check_port_free("127.0.0.1", int(given))
     return int(given)
 
 
@@ -294,8 +292,8 @@ def serve() -> int:
                 flush=True,
             )
         port = _port()
-        checked = _api_check(settings)
         with dagster_dev(os.environ, port=port) as url:
+            checked = _api_check(settings)
             print(
                 f"\nDagster UI at {url} for {settings.api_url}; instance in {home}, warehouse "
                 f"{settings.duckdb_path.resolve()}; Ctrl-C stops it.\n{checked}",
@@ -310,9 +308,10 @@ API_CHECK_ATTEMPTS = 2
 
 
 def _api_check(settings: Settings) -> str:
-    """One request to the API before `dagster dev` starts, so a refused token or a wrong URL
-    is said at once, not by the first run (the schedule's may be hours away). Said, not
-    refused: the UI still shows past runs and the warehouse while the API is down."""
+    """One request to the API as `dagster dev` comes up, so a refused token or a wrong URL
+    is said at once, under the banner, not by the first run (the schedule's may be hours
+    away). Said, not refused: the UI still shows past runs and the warehouse while the API
+    is down."""
     from nova_pipeline.api.errors import NovaApiError
     from nova_pipeline.clock import latest_complete_day
     from nova_pipeline.resources import api_resource
