@@ -6,13 +6,16 @@ on an instance, and each on a port of its own.
 
 `dagster dev` started from a non-interactive shell inherits SIGINT and SIGTERM as ignored
 (measured here), so it is started in its own session with default signal handling and
-stopped through its process group.
+stopped through its process group. Being in a session of its own, it never gets the
+terminal's SIGHUP: `make ui` stops it on SIGTERM and SIGHUP as on Ctrl-C, and on Linux the
+kernel sends it SIGTERM should `make ui` die without a word (SIGKILL).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import functools
 import os
 import shutil
 import signal
@@ -28,7 +31,7 @@ from typing import IO, TYPE_CHECKING
 import httpx
 
 from nova_pipeline.demo import DEMO_GROUPS, SIMULATOR_ARGS
-from nova_pipeline.simulator.process import simulator_process, wait_until_ready
+from nova_pipeline.simulator.process import end_with_parent, simulator_process, wait_until_ready
 
 if TYPE_CHECKING:
     from nova_pipeline.settings import Settings
@@ -46,9 +49,12 @@ def project_home(path: Path, keep: bool = False) -> Path:
     return path
 
 
-def _default_signals() -> None:
+def _dev_process_setup(parent: int) -> None:
+    """In `dagster dev`'s process before it starts: default signal handling, and SIGTERM
+    once `parent` ends, which it answers by stopping its webserver and daemon."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    end_with_parent(parent)
 
 
 DEV_SUPERSEDED = "ignore:Function `dev_command` is superseded"
@@ -98,7 +104,7 @@ def dagster_dev(
         env={**env, "PYTHONWARNINGS": warnings},
         cwd=REPO,
         start_new_session=True,
-        preexec_fn=_default_signals,
+        preexec_fn=functools.partial(_dev_process_setup, os.getpid()),
     )
     url = f"http://{host}:{port}"
     try:
@@ -190,10 +196,37 @@ def wait_for_backfill(
         time.sleep(1)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop(signum: int, _frame: object) -> None:
+    """Ctrl-C, SIGTERM (`kill`, a service manager) and SIGHUP (the terminal closed) all stop
+    `make ui` the same way: its context managers stop what it started. Python's default for
+    SIGTERM and SIGHUP ends the process at once, and `dagster dev` ran on with its daemon
+    (seen here). Once: a closing terminal can send SIGHUP twice, and a second signal must
+    not cut the stopping short (it ends in SIGKILL if `dagster dev` takes over a minute).
+    After a SIGHUP nothing reads the output: it goes nowhere rather than fail the stopping."""
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
+    if signum == signal.SIGHUP:
+        nowhere = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(nowhere, sys.stdout.fileno())
+        os.dup2(nowhere, sys.stderr.fileno())
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """A signal this process was started ignoring stays ignored (SIGHUP under `nohup`: the
+    terminal may close), but SIGTERM: it is how `kill`, a test or a service manager stops
+    `make ui`, whatever the shell that started it ignores."""
+    for stop in STOP_SIGNALS:
+        if stop == signal.SIGTERM or signal.getsignal(stop) is not signal.SIG_IGN:
+            signal.signal(stop, _stop)
+
+
 def _until_stopped(what: str) -> None:
-    """Wait for Ctrl-C or SIGTERM; the caller's context managers then stop `what`."""
+    """Wait for a stop signal (`_stop`); the caller's context managers then stop `what`."""
     try:
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -332,8 +365,12 @@ def _api_check(settings: Settings) -> str:
 
 
 if __name__ == "__main__":
+    _stop_on_signals()
     try:
         sys.exit(serve() if sys.argv[1:] == ["--api"] else main())
     except PortUnusable as exc:
         print(exc, file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("stopped while starting; nothing left running", file=sys.stderr)
+        sys.exit(130)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +20,22 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+PR_SET_PDEATHSIG = 1
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+"""Looked up here, not in the child: between fork and exec a lookup could wait on a lock
+another thread of this process held when it forked."""
+
+
+def end_with_parent(parent: int) -> None:
+    """In a child before it starts (`preexec_fn`): on Linux, the kernel sends it SIGTERM
+    when `parent` ends, however it ends (SIGKILL too), so no child outlives what started
+    it; `parent` gone already, the child ends at once."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(0)
 
 
 def wait_until_ready(
@@ -50,6 +70,7 @@ def simulator_process(
     proc = subprocess.Popen(
         [sys.executable, "-m", "nova_pipeline.simulator", "--port", str(port), *args],
         stdout=subprocess.DEVNULL,
+        preexec_fn=functools.partial(end_with_parent, os.getpid()),
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -22,7 +22,14 @@ import pytest
 
 from nova_pipeline.checks import ASSET_CHECKS
 from nova_pipeline.simulator.process import free_port, simulator_process
-from nova_pipeline.ui import FINISHED_RUN, REPO, graphql, launch_backfill, wait_for_backfill
+from nova_pipeline.ui import (
+    FINISHED_RUN,
+    REPO,
+    _check_port_free,
+    graphql,
+    launch_backfill,
+    wait_for_backfill,
+)
 from nova_pipeline.warehouse import TABLES
 from tests.conftest import dagster_dev_stack, independent_costs, served_items
 
@@ -266,15 +273,20 @@ def serving(env: dict[str, str], log: Path, command: list[str] = SERVE) -> Itera
     with open(log, "w") as out:
         proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180
-        while "Dagster UI at" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.5)
-        yield next(line for line in log.read_text().splitlines() if "Dagster UI at" in line)
+        yield banner(proc, log)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=90)
     assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+def banner(proc: subprocess.Popen, log: Path) -> str:
+    """The line `make ui` or `make serve` prints once its UI is up."""
+    deadline = time.monotonic() + 180
+    while "Dagster UI at" not in log.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.5)
+    return next(line for line in log.read_text().splitlines() if "Dagster UI at" in line)
 
 
 def test_make_serve_runs_the_pipeline_on_the_api_it_is_given_in_an_instance_of_its_own(tmp_path):
@@ -390,3 +402,78 @@ def test_a_second_make_ui_on_the_same_instance_or_port_is_refused_at_once(tmp_pa
     assert "multiple daemon processes" not in log.read_text(), log.read_text()[-3000:]
     with open(home / ".nova_ui.lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released with the process
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """The processes `pid` started, and theirs, with their command lines."""
+    found = {}
+    for child in map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split()):
+        found[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        found |= descendants(child)
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+STOPS = {
+    "terminal-closed": (signal.SIGHUP, True, 0),
+    "killed": (signal.SIGKILL, True, -signal.SIGKILL),
+    "ctrl-c-while-starting": (signal.SIGINT, False, 130),
+}
+
+
+@pytest.mark.parametrize("stop", list(STOPS))
+def test_make_ui_leaves_nothing_running_however_it_is_stopped(tmp_path, stop):
+    """Closing the terminal sends `make ui` SIGHUP, which never reaches `dagster dev`, in a
+    session of its own: `make ui` ended at once, and `dagster dev` ran on, its daemon running
+    the schedule and its webserver holding the port (seen here). Killed outright, `make ui`
+    can stop nothing itself: the kernel stops what it started. Ctrl-C before the UI is up
+    stops what has started so far, in one line rather than a traceback."""
+    how, once_up, exit_code = STOPS[stop]
+    port = free_port()
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_")}
+    env |= {"NOVA_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(home)}
+    log = tmp_path / "ui.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            UI, env={**env, "DAGSTER_PORT": str(port)}, stdout=out, stderr=subprocess.STDOUT
+        )
+    started = {}
+    try:
+        if once_up:
+            banner(proc, log)
+        deadline = time.monotonic() + 180
+        while "dagster dev" not in " | ".join((started := descendants(proc.pid)).values()):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        proc.send_signal(how)
+        proc.wait(timeout=90)
+        deadline = time.monotonic() + 90
+        while (left := [c[:90] for pid, c in started.items() if running(pid)]) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.5)
+        assert not left, f"still running after {how.name}: {left}"
+    finally:
+        proc.kill()
+        for pid in started:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == exit_code, log.read_text()[-3000:]
+    if once_up:
+        commands = " | ".join(started.values())
+        assert "dagster_webserver" in commands and "dagster._daemon" in commands, commands[:3000]
+    else:
+        assert "Dagster UI at" not in log.read_text()
+        assert log.read_text().splitlines()[-1] == "stopped while starting; nothing left running"
+        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    assert "nova_pipeline.simulator" in " | ".join(started.values())
+    _check_port_free("127.0.0.1", port)
+    with open(home / ".nova_ui.lock") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
