@@ -1,17 +1,22 @@
-"""Automation: the daily schedule with its lookback window, the re-pull of a day the
-provider had not synced yet, and partition-aware freshness."""
+"""Automation: the daily schedule with its lookback window and its catch-up of days it
+missed, the re-pull of a day the provider had not synced yet, and partition-aware
+freshness."""
 
 import datetime as dt
+from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from nova_pipeline.clock import local_time
 from nova_pipeline.jobs import WAREHOUSE_ASSETS, call_sms_job
-from nova_pipeline.partitions import DAILY
+from nova_pipeline.partitions import DAILY, days_between
 from nova_pipeline.settings import current_settings
 
 DAILY_SCHEDULE = "call_sms_daily"
+SCHEDULE_NAME = "dagster/schedule_name"
+"""Set by Dagster on every run a schedule starts."""
+CATCH_UP_TAG = "nova/catch_up"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 LATE_SYNC_TAG = "nova/late_sync_day"
@@ -38,6 +43,47 @@ def _cron(at: str) -> str:
     return f"{time.minute} {time.hour} * * *"
 
 
+RAW_PAGES = dg.AssetKey("call_sms_raw_pages")
+LOADED_FROM_PULL = [
+    spec.key for asset in WAREHOUSE_ASSETS for spec in asset.specs if spec.key != RAW_PAGES
+]
+"""The assets a day's pull is loaded into: the day is in once each has materialized it since."""
+
+
+def catch_up_ranges(days: Iterable[dt.date], days_per_run: int) -> list[tuple[dt.date, dt.date]]:
+    """`days` as first and last day of runs of consecutive days, none over `days_per_run`."""
+    ranges: list[tuple[dt.date, dt.date]] = []
+    for day in sorted(days):
+        if ranges:
+            first, last = ranges[-1]
+            if day == last + dt.timedelta(days=1) and (day - first).days < days_per_run:
+                ranges[-1] = (first, day)
+                continue
+        ranges.append((day, day))
+    return ranges
+
+
+def days_never_pulled(instance: dg.DagsterInstance, before: dt.date) -> list[dt.date]:
+    """The days from the first day of the schedule's first run up to `before` (excluded)
+    that no run has pulled: Dagster starts only the latest tick a schedule missed, so while
+    the daemon was down (the machine off) the days beyond the lookback were never asked
+    for; nor were those of daily runs that failed before they pulled (the API or the
+    warehouse out) for longer than the lookback. Days before the first run are a backfill's:
+    the schedule does not pull a history nobody asked it for."""
+    first_runs = instance.get_run_records(
+        dg.RunsFilter(tags={SCHEDULE_NAME: DAILY_SCHEDULE}), limit=1, ascending=True
+    )
+    if not first_runs or RANGE_START not in first_runs[0].dagster_run.tags:
+        return []
+    since = dt.date.fromisoformat(first_runs[0].dagster_run.tags[RANGE_START])
+    pulled = instance.get_materialized_partitions(RAW_PAGES)
+    return [
+        day
+        for day in days_between(since, before - dt.timedelta(days=1))
+        if day.isoformat() not in pulled
+    ]
+
+
 def build_daily_schedule(settings=None) -> dg.ScheduleDefinition:
     settings = settings or current_settings()
 
@@ -50,27 +96,43 @@ def build_daily_schedule(settings=None) -> dg.ScheduleDefinition:
         description=(
             f"Every day at {settings.schedule_time} {settings.timezone} (after the provider's "
             f"daily sync): yesterday, and the {settings.lookback_days} days before it again "
-            "(late and re-rated records), in one run. Re-pulled days are replaced, not doubled."
+            "(late and re-rated records), in one run. Re-pulled days are replaced, not doubled. "
+            "Days since its first run that no run has pulled (the machine off, the API down "
+            "for longer than that) follow, in runs of at most "
+            f"{settings.backfill_days_per_run} days."
         ),
     )
-    def call_sms_daily(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    def call_sms_daily(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
         first, last = days_for_tick(
             context.scheduled_execution_time, settings.timezone, settings.lookback_days
         )
         first = max(first, settings.start_date)
-        return dg.RunRequest(
-            run_key=f"daily-{last.isoformat()}",
-            tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()},
-        )
+        missed = days_never_pulled(context.instance, before=first)
+        if missed:
+            context.log.warning(
+                f"{len(missed)} day{'s' * (len(missed) > 1)} from {missed[0]} to {missed[-1]} "
+                "never pulled (the daemon down, or runs failing, for longer than the lookback): "
+                "they are pulled in runs of their own, after yesterday's"
+            )
+        return [
+            dg.RunRequest(
+                run_key=f"daily-{last.isoformat()}",
+                tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()},
+            ),
+            *(
+                dg.RunRequest(
+                    run_key=f"daily-{last.isoformat()}-catch-up-{start.isoformat()}",
+                    tags={
+                        RANGE_START: start.isoformat(),
+                        RANGE_END: end.isoformat(),
+                        CATCH_UP_TAG: "true",
+                    },
+                )
+                for start, end in catch_up_ranges(missed, settings.backfill_days_per_run)
+            ),
+        ]
 
     return call_sms_daily
-
-
-RAW_PAGES = dg.AssetKey("call_sms_raw_pages")
-LOADED_FROM_PULL = [
-    spec.key for asset in WAREHOUSE_ASSETS for spec in asset.specs if spec.key != RAW_PAGES
-]
-"""The assets a day's pull is loaded into: the day is in once each has materialized it since."""
 
 
 def late_sync_request(
