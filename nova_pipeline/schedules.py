@@ -225,7 +225,7 @@ def _not_loaded(instance: dg.DagsterInstance, day: str, pull: dg.EventLogRecord)
 
 def _last_scheduled_run(instance: dg.DagsterInstance, day: str) -> dg.DagsterRun | None:
     """The latest of the daily run that ended at `day` and this sensor's re-pulls of it."""
-    daily = {"dagster/schedule_name": DAILY_SCHEDULE, RANGE_END: day}
+    daily = {SCHEDULE_NAME: DAILY_SCHEDULE, RANGE_END: day}
     records = [
         record
         for tags in (daily, {LATE_SYNC_TAG: day})

@@ -22,6 +22,7 @@ from nova_pipeline.schedules import (
     LATE_SYNC_TAG,
     RANGE_END,
     RANGE_START,
+    SCHEDULE_NAME,
     WILL_RETRY,
     late_sync_request,
 )
@@ -32,7 +33,7 @@ from tests.conftest import ALMATY, independent_costs, served_items
 DAY = dt.date(2026, 11, 19)
 BEFORE_SYNC = dt.datetime(2026, 11, 20, 3, 0, tzinfo=ALMATY)  # the sync of the 20th is at 04:00
 TICK = dt.datetime(2026, 11, 20, 7, 0, tzinfo=ALMATY)
-SCHEDULED = {"dagster/schedule_name": DAILY_SCHEDULE}
+SCHEDULED = {SCHEDULE_NAME: DAILY_SCHEDULE}
 
 
 def skip_message(instance: dg.DagsterInstance, now: dt.datetime, *args, **kwargs) -> str:
