@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import resource
 import subprocess
 import sys
 from collections import defaultdict
@@ -296,3 +297,15 @@ def make_pipeline(start_simulator, tmp_path):
         return Pipeline(sim or start_simulator(**kw), tmp_path / f"p{count}", groups, **api)
 
     return make
+
+
+@contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Writes past `limit` bytes of a file fail, as on a full disk (EFBIG, not ENOSPC):
+    a full disk a test can make without mounting one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))

@@ -39,7 +39,11 @@ def replace_days(
     writes: dict[str, Callable[[duckdb.DuckDBPyConnection], None]],
 ) -> None:
     """For each table: delete its rows of `start..end` and run its insert, all in one
-    transaction."""
+    transaction.
+
+    A COMMIT that fails (the disk full) has ended the transaction, its changes undone, by
+    the time it raises: a ROLLBACK after it would fail in turn ("no transaction is active")
+    and put its own error in place of the one that says why (seen here)."""
     for table in writes:
         if table not in TABLES:
             raise ValueError(f"unknown table {table}")
@@ -49,7 +53,7 @@ def replace_days(
             con.execute(f"DELETE FROM {table} WHERE day BETWEEN ? AND ?", [start, end])
             insert(con)
         _pause_for_tests(list(writes))
-        con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    con.execute("COMMIT")

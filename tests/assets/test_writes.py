@@ -15,7 +15,7 @@ from nova_pipeline.resources import build_resources
 from nova_pipeline.settings import load_settings
 from nova_pipeline.simulator import FleetSpec
 from nova_pipeline.warehouse import GRAIN, TABLES, ensure_schema, replace_days
-from tests.conftest import DAY
+from tests.conftest import DAY, file_size_limit
 
 DAY_KEY = DAY.isoformat()
 SNAPSHOT = {
@@ -134,6 +134,33 @@ def test_replace_days_rolls_back_every_table_on_error(tmp_path):
     with pytest.raises(ValueError, match="unknown table call_sms_rejects; DROP"):
         replace_days(con, DAY, DAY, {"call_sms_rejects; DROP": lambda c: None})
     assert con.execute("SELECT reason FROM call_sms_rejects").fetchall() == [("old",)]
+
+
+@pytest.mark.parametrize("rows", [100_000, 3_000_000], ids=["at-commit", "in-insert"])
+def test_a_write_the_disk_cannot_hold_says_why_and_keeps_the_previous_rows(tmp_path, rows):
+    """A small write goes to the WAL at COMMIT, a big one to the file as it inserts; when
+    the disk is full either fails. A failed COMMIT has already ended the transaction: the
+    ROLLBACK after it failed too, and the step said "cannot rollback - no transaction is
+    active" instead of which file could not be written (seen on a full tmpfs)."""
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    ensure_schema(con)
+    con.execute("INSERT INTO sim_group_membership VALUES (?, 1, 'A', 7)", [DAY])
+    con.execute("CHECKPOINT")
+
+    def insert(c):
+        c.execute(
+            "INSERT INTO sim_group_membership SELECT ?, 1, 'A', range FROM range(?)", [DAY, rows]
+        )
+
+    with file_size_limit(100_000), pytest.raises(duckdb.Error) as failed:
+        replace_days(con, DAY, DAY, {"sim_group_membership": insert})
+    assert "File too large" in str(failed.value) and str(path) in str(failed.value)
+    assert "no transaction is active" not in str(failed.value)
+    assert con.execute("SELECT day, sim_id FROM sim_group_membership").fetchall() == [(DAY, 7)]
+    con.close()
+    with duckdb.connect(str(path)) as again:
+        assert again.execute("SELECT sim_id FROM sim_group_membership").fetchall() == [(7,)]
 
 
 def test_a_failed_pull_writes_nothing_and_keeps_the_previous_day(make_pipeline):
