@@ -11,7 +11,7 @@ import pytest
 
 from nova_pipeline.api import ClientConfig, Endpoint, NovaClient
 from nova_pipeline.landing import Landing, LandingFilesMissing, page_line
-from tests.conftest import DAY, landed_lines
+from tests.conftest import DAY, file_size_limit, landed_lines
 
 
 def client(sim) -> NovaClient:
@@ -77,3 +77,18 @@ def test_two_fetches_of_a_day_in_the_same_second_get_folders_of_their_own(tmp_pa
     folders = [landing.new_fetch_dir(DAY) for _ in range(3)]
     assert len(set(folders)) == 3 and all(f.parent == landing.day_dir(DAY) for f in folders)
     assert landing.day_dir(DAY) == tmp_path / "call_sms" / f"day={DAY.isoformat()}"
+
+
+def test_a_page_the_disk_cannot_hold_names_the_folder_it_was_written_in(start_simulator, tmp_path):
+    """A write to a full disk raises an OSError that names no file: the step said only "No
+    space left on device" (seen on a full tmpfs), not which disk."""
+    landing = Landing(tmp_path / "landing")
+    fetch_dir = landing.new_fetch_dir(DAY)
+    with (
+        client(start_simulator()) as api,
+        file_size_limit(4096),
+        pytest.raises(OSError) as failed,
+    ):
+        landing.write_pages(DAY, fetch_dir, "all", api.pages(DAY, DAY, "all"))
+    assert failed.value.filename == str(fetch_dir)
+    assert str(failed.value) == f"[Errno 27] File too large: '{fetch_dir}'"
