@@ -63,19 +63,22 @@ def catch_up_ranges(days: Iterable[dt.date], days_per_run: int) -> list[tuple[dt
     return ranges
 
 
-def days_never_pulled(instance: dg.DagsterInstance, before: dt.date) -> list[dt.date]:
+def days_never_pulled(
+    instance: dg.DagsterInstance, start_date: dt.date, before: dt.date
+) -> list[dt.date]:
     """The days from the first day of the schedule's first run up to `before` (excluded)
     that no run has pulled: Dagster starts only the latest tick a schedule missed, so while
     the daemon was down (the machine off) the days beyond the lookback were never asked
     for; nor were those of daily runs that failed before they pulled (the API or the
     warehouse out) for longer than the lookback. Days before the first run are a backfill's:
-    the schedule does not pull a history nobody asked it for."""
+    the schedule does not pull a history nobody asked it for; nor days before `start_date`
+    (NOVA_START_DATE, which may have moved since that run)."""
     first_runs = instance.get_run_records(
         dg.RunsFilter(tags={SCHEDULE_NAME: DAILY_SCHEDULE}), limit=1, ascending=True
     )
     if not first_runs or RANGE_START not in first_runs[0].dagster_run.tags:
         return []
-    since = dt.date.fromisoformat(first_runs[0].dagster_run.tags[RANGE_START])
+    since = max(dt.date.fromisoformat(first_runs[0].dagster_run.tags[RANGE_START]), start_date)
     pulled = instance.get_materialized_partitions(RAW_PAGES)
     return [
         day
@@ -107,7 +110,7 @@ def build_daily_schedule(settings=None) -> dg.ScheduleDefinition:
             context.scheduled_execution_time, settings.timezone, settings.lookback_days
         )
         first = max(first, settings.start_date)
-        missed = days_never_pulled(context.instance, before=first)
+        missed = days_never_pulled(context.instance, settings.start_date, before=first)
         if missed:
             context.log.warning(
                 f"{len(missed)} day{'s' * (len(missed) > 1)} from {missed[0]} to {missed[-1]} "

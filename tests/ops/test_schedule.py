@@ -126,6 +126,16 @@ def test_days_missed_while_the_daemon_was_down_are_pulled_at_its_next_tick(make_
         ("2026-11-13", "2026-11-15"),
     ]
     assert all(r.tags[CATCH_UP_TAG] == "true" for r in catch_up)
+    # NOVA_START_DATE moved past days the schedule missed: they are no partitions any more.
+    later = build_daily_schedule(
+        load_settings({"NOVA_BACKFILL_DAYS_PER_RUN": "3", "NOVA_START_DATE": "2026-11-14"})
+    )
+    assert [
+        (r.tags[RANGE_START], r.tags[RANGE_END]) for r in tick(later, back, pipeline.instance)
+    ] == [
+        ("2026-11-16", "2026-11-19"),
+        ("2026-11-14", "2026-11-15"),
+    ]
     assert len({r.run_key for r in (first, daily, *catch_up)}) == 4
     for request in (daily, *catch_up):
         run(request)
