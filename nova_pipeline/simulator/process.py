@@ -1,4 +1,6 @@
-"""Run the simulator as a separate process on a free loopback port (demo, UI, benchmarks)."""
+"""Run the simulator as a separate process on a free loopback port (demo, UI, benchmarks),
+with what `make ui` also needs for `dagster dev`: waiting until a child answers, and a
+child that ends with its parent."""
 
 from __future__ import annotations
 
