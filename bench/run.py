@@ -288,10 +288,10 @@ def backfill(days: int, per_day_sims: int, days_per_run: int, workdir: Path) -> 
             "NOVA_GROUPS": "",
             "NOVA_BACKFILL_DAYS_PER_RUN": str(days_per_run),
         }
-        with dagster_dev(env, port=free_port()) as url:
+        with dagster_dev(env, port=free_port()) as dev:
             partitions = [(first + dt.timedelta(days=i)).isoformat() for i in range(days)]
             launched_at = time.time()
-            state = wait_for_backfill(url, launch_backfill(url, list(TABLES), partitions))
+            state = wait_for_backfill(dev.url, launch_backfill(dev.url, list(TABLES), partitions))
     if state["status"] != "COMPLETED_SUCCESS":
         raise RuntimeError(f"backfill ended {state['status']}")
     # Dagster's backfill daemon takes a launched backfill up at its next tick (every 30 s in

@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -91,11 +92,18 @@ def _check_port_free(host: str, port: int) -> None:
             ) from None
 
 
+@dataclass(frozen=True)
+class DevServer:
+    url: str
+    """The webserver's, where the UI and its GraphQL API answer."""
+    process: subprocess.Popen
+
+
 @contextmanager
 def dagster_dev(
     env: Mapping[str, str], host: str = "127.0.0.1", port: int = 3000, timeout_s: float = 180
-) -> Iterator[str]:
-    """Run `dagster dev` on the workspace; yield the webserver URL once GraphQL answers."""
+) -> Iterator[DevServer]:
+    """Run `dagster dev` on the workspace; yield it once its GraphQL API answers."""
     _check_port_free(host, port)
     dagster = Path(sys.executable).with_name("dagster")
     warnings = ",".join(w for w in (env.get("PYTHONWARNINGS"), DEV_SUPERSEDED) if w)
@@ -115,7 +123,7 @@ def dagster_dev(
             timeout_s,
             poll_s=0.5,
         )
-        yield url
+        yield DevServer(url, proc)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -224,13 +232,22 @@ def _stop_on_signals() -> None:
             signal.signal(stop, _stop)
 
 
-def _until_stopped(what: str) -> None:
-    """Wait for a stop signal (`_stop`); the caller's context managers then stop `what`."""
+def _until_stopped(dev: DevServer, what: str) -> int:
+    """Wait for a stop signal (`_stop`), or for `dagster dev` to end on its own: when its
+    webserver or its daemon dies it stops the other and exits, and `make ui` went on
+    holding the instance and the simulator under a banner naming a UI gone (seen here).
+    The caller's context managers then stop `what`; the exit code to end with."""
     try:
-        while True:
-            time.sleep(3600)
+        code = dev.process.wait()
     except KeyboardInterrupt:
         print(f"\nstopping {what}", flush=True)
+        return 0
+    print(
+        f"dagster dev ended on its own (exit code {code}; its log above says why): stopping {what}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 1
 
 
 INSTANCE_LOCK = ".nova_ui.lock"
@@ -284,14 +301,13 @@ def main() -> int:
         with simulator_process(SIMULATOR_ARGS) as api_url:
             env = {**os.environ, "NOVA_API_URL": api_url}
             env.setdefault("NOVA_GROUPS", DEMO_GROUPS)
-            with dagster_dev(env, port=port) as url:
+            with dagster_dev(env, port=port) as dev:
                 print(
-                    f"\nDagster UI at {url} (simulator at {api_url}); instance in {home}; "
+                    f"\nDagster UI at {dev.url} (simulator at {api_url}); instance in {home}; "
                     "Ctrl-C stops both.",
                     flush=True,
                 )
-                _until_stopped("dagster dev and the simulator")
-    return 0
+                return _until_stopped(dev, "dagster dev and the simulator")
 
 
 def serve() -> int:
@@ -325,15 +341,14 @@ def serve() -> int:
                 flush=True,
             )
         port = _port()
-        with dagster_dev(os.environ, port=port) as url:
+        with dagster_dev(os.environ, port=port) as dev:
             checked = _api_check(settings)
             print(
-                f"\nDagster UI at {url} for {settings.api_url}; instance in {home}, warehouse "
-                f"{settings.duckdb_path.resolve()}; Ctrl-C stops it.\n{checked}",
+                f"\nDagster UI at {dev.url} for {settings.api_url}; instance in {home}, "
+                f"warehouse {settings.duckdb_path.resolve()}; Ctrl-C stops it.\n{checked}",
                 flush=True,
             )
-            _until_stopped("dagster dev")
-    return 0
+            return _until_stopped(dev, "dagster dev")
 
 
 API_CHECK_ATTEMPTS = 2

@@ -277,8 +277,8 @@ def dagster_dev_stack(tmp_path: Path, sim_args: list[str], **env: str):
             "NOVA_DATA_DIR": str(tmp_path / "data"),
             **env,
         }
-        with dagster_dev(full_env, port=free_port()) as url:
-            yield url, api_url, tmp_path / "data" / "nova.duckdb"
+        with dagster_dev(full_env, port=free_port()) as dev:
+            yield dev.url, api_url, tmp_path / "data" / "nova.duckdb"
 
 
 @pytest.fixture

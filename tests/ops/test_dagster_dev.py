@@ -421,10 +421,13 @@ def running(pid: int) -> bool:
 
 
 STOPS = {
-    "terminal-closed": (signal.SIGHUP, True, 0),
-    "killed": (signal.SIGKILL, True, -signal.SIGKILL),
-    "ctrl-c-while-starting": (signal.SIGINT, False, 130),
+    "terminal-closed": (signal.SIGHUP, "make ui", True, 0),
+    "killed": (signal.SIGKILL, "make ui", True, -signal.SIGKILL),
+    "ctrl-c-while-starting": (signal.SIGINT, "make ui", False, 130),
+    "webserver-died": (signal.SIGKILL, "dagster_webserver", True, 1),
 }
+"""What stops `make ui`: a signal, to it or to the process named, once its UI is up or
+before; the exit code it ends with."""
 
 
 @pytest.mark.parametrize("stop", list(STOPS))
@@ -433,8 +436,10 @@ def test_make_ui_leaves_nothing_running_however_it_is_stopped(tmp_path, stop):
     session of its own: `make ui` ended at once, and `dagster dev` ran on, its daemon running
     the schedule and its webserver holding the port (seen here). Killed outright, `make ui`
     can stop nothing itself: the kernel stops what it started. Ctrl-C before the UI is up
-    stops what has started so far, in one line rather than a traceback."""
-    how, once_up, exit_code = STOPS[stop]
+    stops what has started so far, in one line rather than a traceback. A webserver that
+    dies takes `dagster dev` with it, and `make ui` went on holding the instance and the
+    simulator under a banner naming a UI gone."""
+    how, target, once_up, exit_code = STOPS[stop]
     port = free_port()
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_")}
@@ -452,7 +457,10 @@ def test_make_ui_leaves_nothing_running_however_it_is_stopped(tmp_path, stop):
         while "dagster dev" not in " | ".join((started := descendants(proc.pid)).values()):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        proc.send_signal(how)
+        if target == "make ui":
+            proc.send_signal(how)
+        else:
+            os.kill(next(pid for pid, c in started.items() if target in c), how)
         proc.wait(timeout=90)
         deadline = time.monotonic() + 90
         while (left := [c[:90] for pid, c in started.items() if running(pid)]) and (
@@ -473,6 +481,12 @@ def test_make_ui_leaves_nothing_running_however_it_is_stopped(tmp_path, stop):
         assert "Dagster UI at" not in log.read_text()
         assert log.read_text().splitlines()[-1] == "stopped while starting; nothing left running"
         assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    if target != "make ui":
+        assert re.fullmatch(
+            r"dagster dev ended on its own \(exit code -?\d+; its log above says why\): "
+            "stopping dagster dev and the simulator",
+            log.read_text().splitlines()[-1],
+        ), log.read_text()[-3000:]
     assert "nova_pipeline.simulator" in " | ".join(started.values())
     _check_port_free("127.0.0.1", port)
     with open(home / ".nova_ui.lock") as lock:
