@@ -236,14 +236,15 @@ def _until_stopped(dev: DevServer, what: str) -> int:
     """Wait for a stop signal (`_stop`), or for `dagster dev` to end on its own: when its
     webserver or its daemon dies it stops the other and exits, and `make ui` went on
     holding the instance and the simulator under a banner naming a UI gone (seen here).
-    The caller's context managers then stop `what`; the exit code to end with."""
+    Says which it was (`what` is what a signal stops), for the caller's context managers
+    to stop the rest; returns the exit code."""
     try:
         code = dev.process.wait()
     except KeyboardInterrupt:
         print(f"\nstopping {what}", flush=True)
         return 0
     print(
-        f"dagster dev ended on its own (exit code {code}; its log above says why): stopping {what}",
+        f"dagster dev ended on its own (exit code {code}): its log above says why",
         file=sys.stderr,
         flush=True,
     )
