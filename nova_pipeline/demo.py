@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -101,8 +102,22 @@ def warehouse_unavailable(path: Path) -> str | None:
     return None
 
 
+def _hung_up(_signum: int, _frame: object) -> None:
+    """The terminal closed: stop as on Ctrl-C, which Dagster turns into a run recorded as
+    failed. Python's default ended the demo at once, and its run stayed "started" for good
+    in `make ui`, its days shown as being materialized (seen here). Nothing reads the
+    output any more: it goes nowhere rather than fail the stopping."""
+    nowhere = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(nowhere, sys.stdout.fileno())
+    os.dup2(nowhere, sys.stderr.fileno())
+    signal.raise_signal(signal.SIGINT)
+
+
 def main() -> int:
     from nova_pipeline.simulator.process import simulator_process
+
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _hung_up)
 
     started = time.monotonic()
     with simulator_process(SIMULATOR_ARGS) as api_url:
