@@ -99,7 +99,7 @@ def test_missed_days_are_cut_into_runs_of_consecutive_days():
 def test_days_missed_while_the_daemon_was_down_are_pulled_at_its_next_tick(make_pipeline):
     """Dagster starts only the latest tick a schedule missed (a schedule without partitions
     does not catch up): after nine days with the machine off, the lookback would bring back
-    the last four and leave five never pulled. The next tick asks for them too, in runs of
+    the last four and leave six never pulled. The next tick asks for them too, in runs of
     at most NOVA_BACKFILL_DAYS_PER_RUN days after yesterday's; the tick after asks for
     yesterday's run alone. Days before the schedule's first run are a backfill's."""
     settings = load_settings({"NOVA_BACKFILL_DAYS_PER_RUN": "3", "NOVA_START_DATE": "2026-10-01"})
