@@ -102,14 +102,19 @@ def warehouse_unavailable(path: Path) -> str | None:
     return None
 
 
-def _hung_up(_signum: int, _frame: object) -> None:
-    """The terminal closed: stop as on Ctrl-C, which Dagster turns into a run recorded as
-    failed. Python's default ended the demo at once, and its run stayed "started" for good
-    in `make ui`, its days shown as being materialized (seen here). Nothing reads the
-    output any more: it goes nowhere rather than fail the stopping."""
+def output_to_nowhere() -> None:
+    """After SIGHUP (the terminal closed) nothing reads the output and writing it fails:
+    it goes to /dev/null rather than cut the stopping short (`make demo`, `make ui`)."""
     nowhere = os.open(os.devnull, os.O_WRONLY)
     os.dup2(nowhere, sys.stdout.fileno())
     os.dup2(nowhere, sys.stderr.fileno())
+
+
+def _hung_up(_signum: int, _frame: object) -> None:
+    """The terminal closed: stop as on Ctrl-C, which Dagster turns into a run recorded as
+    failed. Python's default ended the demo at once, and its run stayed "started" for good
+    in `make ui`, its days shown as being materialized (seen here)."""
+    output_to_nowhere()
     signal.raise_signal(signal.SIGINT)
 
 

@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING
 
 import httpx
 
-from nova_pipeline.demo import DEMO_GROUPS, SIMULATOR_ARGS
+from nova_pipeline.demo import DEMO_GROUPS, SIMULATOR_ARGS, output_to_nowhere
 from nova_pipeline.simulator.process import end_with_parent, simulator_process, wait_until_ready
 
 if TYPE_CHECKING:
@@ -212,14 +212,11 @@ def _stop(signum: int, _frame: object) -> None:
     `make ui` the same way: its context managers stop what it started. Python's default for
     SIGTERM and SIGHUP ends the process at once, and `dagster dev` ran on with its daemon
     (seen here). Once: a closing terminal can send SIGHUP twice, and a second signal must
-    not cut the stopping short (it ends in SIGKILL if `dagster dev` takes over a minute).
-    After a SIGHUP nothing reads the output: it goes nowhere rather than fail the stopping."""
+    not cut the stopping short (it ends in SIGKILL if `dagster dev` takes over a minute)."""
     for stop in STOP_SIGNALS:
         signal.signal(stop, signal.SIG_IGN)
     if signum == signal.SIGHUP:
-        nowhere = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(nowhere, sys.stdout.fileno())
-        os.dup2(nowhere, sys.stderr.fileno())
+        output_to_nowhere()
     raise KeyboardInterrupt
 
 
