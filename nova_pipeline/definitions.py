@@ -12,6 +12,7 @@ from nova_pipeline.schedules import (
     build_late_sync_sensor,
 )
 from nova_pipeline.settings import current_settings
+from nova_pipeline.stranded_runs import build_stranded_runs_sensor
 
 ASSETS = dg.with_source_code_references(WAREHOUSE_ASSETS)
 """In data-flow order: raw pages, events (+ rejects), membership, per-SIM, per-group cost;
@@ -22,7 +23,7 @@ defs = dg.Definitions(
     asset_checks=[*ASSET_CHECKS, *FRESHNESS_CHECKS],
     jobs=[call_sms_job],
     schedules=[build_daily_schedule()],
-    sensors=[FRESHNESS_SENSOR, build_late_sync_sensor()],
+    sensors=[FRESHNESS_SENSOR, build_late_sync_sensor(), build_stranded_runs_sensor()],
     resources=build_resources(current_settings()),
     # DuckDB takes one writer, so steps cannot run in parallel anyway; in one process they
     # skip a Python start-up per step (seconds each on this machine).

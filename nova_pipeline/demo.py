@@ -161,6 +161,10 @@ def main() -> int:
                 tags={
                     "dagster/asset_partition_range_start": first.isoformat(),
                     "dagster/asset_partition_range_end": last.isoformat(),
+                    # Run here, not in a code location: `make ui`'s daemon could not
+                    # re-execute it, and said so on the run once the stranded_runs sensor
+                    # failed it (the demo killed). `make demo` again does that.
+                    "dagster/max_retries": "0",
                 },
                 raise_on_error=False,
             )

@@ -62,13 +62,14 @@ def test_every_asset_is_a_provider_day_batched_in_backfills_and_in_the_duckdb_po
         assert node.assets_def.op.pool == "duckdb", key
 
 
-def test_the_schedule_and_both_sensors_are_on_by_default():
+def test_the_schedule_and_the_sensors_are_on_by_default():
     assert {s.name: s.default_status for s in defs.schedules} == {
         "call_sms_daily": dg.DefaultScheduleStatus.RUNNING
     }
     assert {s.name: s.default_status for s in defs.sensors} == {
         "freshness_checks_sensor": dg.DefaultSensorStatus.RUNNING,
         "call_sms_late_sync": dg.DefaultSensorStatus.RUNNING,
+        "stranded_runs": dg.DefaultSensorStatus.RUNNING,
     }
 
 
