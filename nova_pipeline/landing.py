@@ -20,6 +20,7 @@ and line); older fetch folders of a day are removed once a newer one is committe
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -191,5 +192,8 @@ class Landing:
                 shutil.rmtree(child, ignore_errors=True)
 
     def discard(self, fetch_dir: Path) -> None:
-        """Remove a fetch that failed before it was committed."""
+        """Remove a fetch that failed before it was committed, and its day's folder if that
+        leaves it empty: a `day=` folder is there only for a day with pages landed."""
         shutil.rmtree(fetch_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            fetch_dir.parent.rmdir()

@@ -177,6 +177,14 @@ def test_a_failed_pull_writes_nothing_and_keeps_the_previous_day(make_pipeline):
     assert len(glob.glob(str(pipeline.root / "landing/call_sms/day=*/fetch=*"))) == 1
 
 
+def test_a_failed_first_pull_of_a_day_leaves_no_folder_for_it(make_pipeline):
+    """The landing zone lists the days with pages: none for a day whose only pull failed."""
+    pipeline = make_pipeline(faults={"server_error": 1.0}, max_attempts=2)
+    assert not pipeline.run(DAY_KEY, raise_on_error=False).success
+    assert (pipeline.root / "landing" / "call_sms").is_dir()
+    assert list((pipeline.root / "landing" / "call_sms").iterdir()) == []
+
+
 def test_pages_indexed_by_an_earlier_version_are_read_rule_by_rule(make_pipeline):
     """A warehouse from before `conforms` was recorded gets the column as null: those pages,
     bad items among them, are judged item by item, so a re-run keeps the same events and
