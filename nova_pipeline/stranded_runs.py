@@ -97,7 +97,8 @@ def fail_stranded(instance: dg.DagsterInstance, stranded: StrandedRun) -> bool:
         "(kill -9, out of memory) or the machine stopped. Marked failed by the "
         f"{SENSOR_NAME} sensor, so the runs queued behind it can use the warehouse. Each "
         "day is written in one transaction: a day this run did not finish holds what it "
-        "held before; materialize it again.",
+        "held before until a new run materializes it (Dagster re-executes a run it "
+        "launched, once: dagster.yaml's run_retries).",
     )
     return True
 

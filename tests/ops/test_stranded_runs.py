@@ -27,6 +27,7 @@ from tests.conftest import dagster_dev_stack, served_items
 from tests.test_demo import demo_env
 
 NONE_LEFT = "no started run whose process has ended"
+DAY = "2026-11-18"
 
 
 def demo_paused_in_its_write(tmp_path: Path) -> tuple[subprocess.Popen, dict[str, str]]:
@@ -84,7 +85,7 @@ def test_a_run_whose_process_was_killed_is_failed_at_the_second_look_and_a_live_
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
         message = failure_message(instance, run.run_id)
         assert f"(pid {demo.pid}) ended without recording its end" in message
-        assert "materialize it again" in message
+        assert "holds what it held before until a new run materializes it" in message
 
         demo.wait()
         assert tick(instance, cursor) == (NONE_LEFT, "[]")
@@ -104,6 +105,48 @@ def test_runs_launched_elsewhere_are_left_to_their_launcher():
         said, cursor = tick(instance, None)
     assert said.startswith("runs are launched by SyncInMemoryRunLauncher,")
     assert cursor is None
+
+
+@pytest.mark.timeout(900)
+def test_a_run_cut_off_with_the_machine_is_failed_and_re_executed_at_the_next_start(tmp_path):
+    """Every process of `dagster dev` SIGKILLed while a backfill's run writes a day, as a
+    power cut would: no code server is left to fail the run. At the next start the sensor
+    fails it, Dagster re-executes it from the step that died, and the backfill completes."""
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    (pause / "pause").write_text("call_sms_events")
+    sim = list(SIMULATOR_ARGS)
+    with dagster_dev_stack(tmp_path, sim, **{PAUSE_DIR_ENV: str(pause)}) as (url, _, _):
+        backfill = launch_backfill(url, list(TABLES), [DAY])
+        deadline = time.monotonic() + 300
+        while not (pause / "paused").exists() or not (pause / "paused").read_text():
+            assert time.monotonic() < deadline, "no run reached the events write"
+            time.sleep(0.2)
+        worker = int((pause / "paused").read_text())
+        os.killpg(os.getpgid(worker), signal.SIGKILL)
+    (pause / "pause").unlink()
+
+    with dagster_dev_stack(tmp_path, sim) as (url, api_url, warehouse):
+        state = wait_for_backfill(url, backfill)
+        assert state["status"] == "COMPLETED_SUCCESS", state
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            (events,) = con.execute(
+                "SELECT count(*) FROM call_sms_events WHERE day = ?", [DAY]
+            ).fetchone()
+        served = len({item["sid"] for item in served_items(api_url, dt.date.fromisoformat(DAY))})
+    assert events == served > 0
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+        records = sorted(
+            instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill})),
+            key=lambda record: record.create_timestamp,
+        )
+        cut, again = (record.dagster_run for record in records)
+        assert cut.status == dg.DagsterRunStatus.FAILURE
+        assert again.status == dg.DagsterRunStatus.SUCCESS
+        assert f"(pid {worker}) ended without recording its end" in failure_message(
+            instance, cut.run_id
+        )
+        assert again.parent_run_id == cut.run_id, "re-executed from the run cut off"
 
 
 @pytest.mark.timeout(900)
