@@ -5,9 +5,9 @@ with the machine stopped mid-run (in `make ui` too), nothing records the run's e
 stays "started" for good. The run queue counts such a run as holding the warehouse's pool
 (dagster.yaml: one run at a time), so every later run, the daily schedule's and each
 backfill's, waited in the queue for ever: "blocked by global concurrency limits" in the
-daemon's log, nothing in the UI (seen here). Dagster's run monitoring cannot tell: the
-default run launcher has no health check of its run workers, and a code server fails only
-the runs it started itself, while it lives.
+daemon's log (seen here). Dagster's run monitoring cannot tell: the default run launcher
+has no health check of its run workers, and a code server fails only the runs it started
+itself, while it lives.
 
 A run names its process in its engine events ("Executing steps in process (pid: N)"). The
 sensor marks failed a run whose process it found gone at two ticks in a row: a code server
