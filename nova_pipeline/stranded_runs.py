@@ -53,7 +53,7 @@ def _zombie(pid: int) -> bool:
 def process_gone(pid: int, since: float) -> bool:
     """Whether the process that logged `pid` at `since` (epoch seconds) has ended: the
     machine has started since (its pids were handed out anew), no process has the pid, or
-    it is a zombie."""
+    it is a zombie. POSIX only: on Windows `os.kill(pid, 0)` ends the process."""
     if _booted_at() > since:
         return True
     try:
@@ -115,6 +115,8 @@ def build_stranded_runs_sensor() -> dg.SensorDefinition:
         ),
     )
     def stranded_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        if os.name != "posix":
+            return dg.SkipReason("a run's process is looked up on POSIX systems only")
         if not isinstance(context.instance.run_launcher, dg.DefaultRunLauncher):
             return dg.SkipReason(
                 "runs are launched by "
