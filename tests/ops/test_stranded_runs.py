@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -30,8 +32,10 @@ NONE_LEFT = "no started run whose process has ended"
 DAY = "2026-11-18"
 
 
-def demo_paused_in_its_write(tmp_path: Path) -> tuple[subprocess.Popen, dict[str, str]]:
-    """`make demo`, waiting inside its events write (after the delete) until killed."""
+@contextmanager
+def demo_paused_in_its_write(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, dict[str, str]]]:
+    """`make demo`, waiting inside its events write (after the delete) until killed; killed
+    on the way out if the test has not."""
     pause = tmp_path / "pause"
     pause.mkdir()
     (pause / "pause").write_text("call_sms_events")
@@ -40,13 +44,17 @@ def demo_paused_in_its_write(tmp_path: Path) -> tuple[subprocess.Popen, dict[str
         demo = subprocess.Popen(
             [sys.executable, "-m", "nova_pipeline.demo"], env=env, stdout=log, stderr=log
         )
-    deadline = time.monotonic() + 300
-    while not (pause / "paused").exists() or not (pause / "paused").read_text():
-        assert demo.poll() is None, (tmp_path / "demo.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "the demo did not reach its events write"
-        time.sleep(0.2)
-    assert int((pause / "paused").read_text()) == demo.pid, "the demo runs its job in-process"
-    return demo, env
+    try:
+        deadline = time.monotonic() + 300
+        while not (pause / "paused").exists() or not (pause / "paused").read_text():
+            assert demo.poll() is None, (tmp_path / "demo.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the demo did not reach its events write"
+            time.sleep(0.2)
+        assert int((pause / "paused").read_text()) == demo.pid, "the demo runs its job itself"
+        yield demo, env
+    finally:
+        demo.kill()
+        demo.wait()
 
 
 def tick(instance: dg.DagsterInstance, cursor: str | None) -> tuple[str, str | None]:
@@ -64,8 +72,10 @@ def failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
 def test_a_run_whose_process_was_killed_is_failed_at_the_second_look_and_a_live_one_is_left(
     tmp_path,
 ):
-    demo, env = demo_paused_in_its_write(tmp_path)
-    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+    with (
+        demo_paused_in_its_write(tmp_path) as (demo, env),
+        dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance,
+    ):
         (run,) = instance.get_runs()
         cursor = None
         for _ in range(2):
@@ -151,9 +161,8 @@ def test_a_run_cut_off_with_the_machine_is_failed_and_re_executed_at_the_next_st
 
 @pytest.mark.timeout(900)
 def test_make_ui_runs_again_after_a_killed_demo_left_its_run_started(tmp_path):
-    demo, env = demo_paused_in_its_write(tmp_path)
-    demo.send_signal(signal.SIGKILL)
-    demo.wait()
+    with demo_paused_in_its_write(tmp_path) as (demo, env):
+        demo.send_signal(signal.SIGKILL)
     home = env["DAGSTER_HOME"]
     with dg.DagsterInstance.from_config(home) as instance:
         (killed,) = instance.get_runs()
