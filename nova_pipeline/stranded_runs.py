@@ -10,9 +10,13 @@ has no health check of its run workers, and a code server fails only the runs it
 itself, while it lives.
 
 A run names its process in its engine events ("Executing steps in process (pid: N)"). The
-sensor marks failed a run whose process it found gone at two ticks in a row: a code server
-fails a run of its own within a second, and the second look keeps the two from both failing
-it. It acts only where runs are this machine's processes (the default run launcher).
+pid alone does not say the process is the run's: Linux hands pids out again once it has
+used them all, and many systems have 32,768 of them (this machine went through them in
+minutes under a benchmark), so a process that started after the run logged the pid is
+another one. The sensor marks failed a run whose process it found gone at two ticks in a
+row: a code server fails a run of its own within a second, and the second look keeps the
+two from both failing it. It acts only where runs are this machine's processes (the
+default run launcher).
 """
 
 import json
@@ -24,6 +28,9 @@ import dagster as dg
 
 SENSOR_NAME = "stranded_runs"
 INTERVAL_S = 30
+PID_REUSE_SLACK_S = 60
+"""How much later than the run logged its pid a process holding that pid must have started
+to count as another process: room for the clock being set forward meanwhile."""
 
 
 @dataclass(frozen=True)
@@ -41,28 +48,34 @@ def _booted_at() -> float:
     return next((float(line.split()[1]) for line in lines if line.startswith("btime ")), 0.0)
 
 
-def _zombie(pid: int) -> bool:
-    """Ended but not yet reaped by its parent (Linux); the pid still answers a signal."""
+def _not_the_one(pid: int, since: float, booted: float) -> bool:
+    """Whether the process holding `pid` has ended but is not yet reaped by its parent (a
+    zombie, which still answers a signal), or started more than PID_REUSE_SLACK_S after
+    `since`: another process, given the pid since. From Linux's /proc; False without it."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    state, started_ticks = fields[0], int(fields[19])
+    started = booted + started_ticks / os.sysconf("SC_CLK_TCK")
+    return state in ("Z", "X") or (booted > 0 and started > since + PID_REUSE_SLACK_S)
 
 
 def process_gone(pid: int, since: float) -> bool:
     """Whether the process that logged `pid` at `since` (epoch seconds) has ended: the
-    machine has started since (its pids were handed out anew), no process has the pid, or
-    it is a zombie. POSIX only: on Windows `os.kill(pid, 0)` ends the process."""
-    if _booted_at() > since:
+    machine has started since (its pids were handed out anew), no process has the pid, it
+    is a zombie, or the process that has it started after `since`. POSIX only: on Windows
+    `os.kill(pid, 0)` ends the process."""
+    booted = _booted_at()
+    if booted > since:
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
-    return _zombie(pid)
+        pass  # another user's process has the pid; /proc still says when it started
+    return _not_the_one(pid, since, booted)
 
 
 def run_process(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:

@@ -21,7 +21,12 @@ import pytest
 
 from nova_pipeline.demo import DEMO_GROUPS, SIMULATOR_ARGS
 from nova_pipeline.schedules import RANGE_END
-from nova_pipeline.stranded_runs import SENSOR_NAME, build_stranded_runs_sensor, process_gone
+from nova_pipeline.stranded_runs import (
+    PID_REUSE_SLACK_S,
+    SENSOR_NAME,
+    build_stranded_runs_sensor,
+    process_gone,
+)
 from nova_pipeline.ui import launch_backfill, wait_for_backfill
 from nova_pipeline.warehouse import TABLES
 from nova_pipeline.warehouse.write import PAUSE_DIR_ENV
@@ -107,6 +112,22 @@ def test_a_process_counts_as_ended_once_the_machine_has_started_since_it_was_see
     after the run logged it, so the run's own process has ended."""
     assert not process_gone(os.getpid(), time.time())
     assert process_gone(os.getpid(), since=0.0)
+
+
+def test_a_pid_held_by_a_process_started_after_the_run_logged_it_counts_as_ended():
+    """Pids are handed out again (32,768 of them on many Linux systems): a live process that
+    got the run's pid after the run logged it is not the run's, and must not keep the run
+    "started" for as long as it lives."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("a process's start time is read from Linux's /proc")
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        logged_before_it = time.time() - PID_REUSE_SLACK_S - 30
+        assert process_gone(other.pid, since=logged_before_it)
+        assert not process_gone(other.pid, since=time.time())
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_runs_launched_elsewhere_are_left_to_their_launcher():
