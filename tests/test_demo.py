@@ -21,7 +21,7 @@ import pytest
 
 from nova_pipeline.checks import ASSET_CHECKS
 from nova_pipeline.clock import latest_complete_day
-from nova_pipeline.demo import DAYS, DEMO_GROUPS, SIMULATOR_ARGS
+from nova_pipeline.demo import DAYS, DEMO_GROUPS, IN_TWO_GROUPS, SIMULATOR_ARGS, totals_note
 from nova_pipeline.settings import Settings, parse_groups
 from nova_pipeline.simulator import FleetSpec
 from nova_pipeline.simulator.process import simulator_process
@@ -55,11 +55,11 @@ def recorded_runs(home: str) -> list[dg.DagsterRun]:
 
 
 def table(out: str, title: str) -> list[list[str]]:
-    """The rows of a table the demo printed (after its title, header and rule), each split
-    on its blanks: a SIM's name may be empty or hold blanks, so its columns are read from
-    both ends."""
+    """The rows of a table the demo printed (after its title, header and rule, up to a blank
+    line or a note in brackets), each split on its blanks: a SIM's name may be empty or hold
+    blanks, so its columns are read from both ends."""
     lines = out[out.index(title) :].splitlines()[3:]
-    return [line.split() for line in takewhile(str.strip, lines)]
+    return [line.split() for line in takewhile(lambda s: s.strip() and s[0] != "(", lines)]
 
 
 def test_demo_prints_each_groups_cost_and_the_top_sims_as_the_api_serves_them(tmp_path):
@@ -115,6 +115,14 @@ def test_demo_prints_each_groups_cost_and_the_top_sims_as_the_api_serves_them(tm
         g: [*row[:2], f"{row[2]:,}", f"{row[3]:,.2f}"] for g, row in expected.items()
     }
     assert sum(row[3] for row in expected.values()) == total > 0
+    rounded_rows = sum(Decimal(f"{row[3]:.2f}") for row in expected.values())
+    if rounded_rows != Decimal(f"{total:.2f}"):
+        assert f"the rows add up to {rounded_rows:,.2f}, their exact amounts to {total:,.2f})" in (
+            demo.stdout
+        )
+    else:
+        assert "rounded to the cent" not in demo.stdout
+    assert IN_TWO_GROUPS not in demo.stdout
 
     top = sorted(per_sim.items(), key=lambda kv: (-kv[1][1], kv[0]))[:10]
     printed_top = [(int(r[0]), r[-2], r[-1]) for r in table(demo.stdout, "Top 10 SIMs")]
@@ -135,6 +143,18 @@ def test_demo_prints_each_groups_cost_and_the_top_sims_as_the_api_serves_them(tm
     assert run.tags["dagster/asset_partition_range_end"] == last.isoformat()
     with duckdb.connect(str(tmp_path / "data" / "nova.duckdb"), read_only=True) as con:
         assert con.execute("SELECT sum(cost_eur) FROM call_sms_events").fetchone()[0] == total
+
+
+def test_the_group_table_says_why_its_rows_do_not_add_up_to_its_total():
+    """Rows and total are each rounded to the cent: 0.005 three times prints as 0.00 + 0.00
+    + 0.00 (half to even) against a total of 0.02 (0.015). A SIM in two groups counts in
+    each group's row and once in the total."""
+    assert totals_note([Decimal("1.001"), Decimal("2.002")], Decimal("3.003")) is None
+    assert totals_note([Decimal("0.005")] * 3, Decimal("0.015")) == (
+        "(each amount is rounded to the cent on its own: the rows add up to 0.00, "
+        "their exact amounts to 0.02)"
+    )
+    assert totals_note([Decimal("1.50"), Decimal("1.50")], Decimal("2.00")) == IN_TWO_GROUPS
 
 
 def test_demo_says_at_once_which_process_holds_the_warehouse_and_runs_nothing(tmp_path):
