@@ -13,7 +13,7 @@ import dagster as dg
 import duckdb
 
 from nova_pipeline.landing import Landing
-from nova_pipeline.partitions import BACKFILL, DAILY, days_between
+from nova_pipeline.partitions import BACKFILL, DAILY, day_range, days_between
 from nova_pipeline.settings import current_settings
 from nova_pipeline.transforms.events import UNPULLED_GROUPS_SQL
 from nova_pipeline.warehouse import GRAIN, TABLES, qualified_name
@@ -132,6 +132,44 @@ def day_totals(
         if has_cost:
             totals[day] |= {"cost_eur": float(cost[0]), "cost_eur_exact": str(cost[0])}
     return totals
+
+
+class UpstreamNotMaterialized(Exception):
+    """An asset run for days that what it is built from was never materialized for."""
+
+
+def derived_day_range(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    """The run's first and last day, once each asset this one is built from has been
+    materialized for every one of them. Else the step fails before it opens the warehouse:
+    picked alone in the UI for days its upstream never had, it would store them empty,
+    shown as materialized, with checks that pass (a rollup of nothing reconciles)."""
+    start, end = day_range(context)
+    days = {day.isoformat() for day in days_between(start, end)}
+    upstream = set(context.assets_def.dependency_keys) - set(context.assets_def.keys)
+    missing = {
+        key.to_user_string(): gap
+        for key in sorted(upstream, key=lambda key: key.to_user_string())
+        if (gap := sorted(days - context.instance.get_materialized_partitions(key)))
+    }
+    if missing:
+        built = ", ".join(
+            spec.key.to_user_string()
+            for spec in context.assets_def.specs
+            if spec.key in context.selected_asset_keys
+        )
+        of_the_run = f" of the run's {len(days)} days" if len(days) > 1 else ""
+        raise UpstreamNotMaterialized(
+            f"{built} not built: "
+            + "; ".join(
+                f"{name} has never been materialized for {first_ten(gap)}"
+                + (f" ({len(gap)}{of_the_run})" if of_the_run else "")
+                for name, gap in missing.items()
+            )
+            + ". Such a day would be stored empty, as if the fleet had been idle. Materialize "
+            "them with every asset selected, or with the assets named here too. Nothing was "
+            "written."
+        )
+    return start, end
 
 
 def euro(value: Decimal | None) -> str:

@@ -7,6 +7,7 @@ from nova_pipeline.assets.common import (
     DAILY_WAREHOUSE_STEP,
     add_daily_metadata,
     day_totals,
+    derived_day_range,
     euro,
     markdown_table,
     register_groups,
@@ -14,7 +15,6 @@ from nova_pipeline.assets.common import (
     table_metadata,
     warn_of_unpulled_groups,
 )
-from nova_pipeline.partitions import day_range
 from nova_pipeline.resources import FleetGroupsResource
 from nova_pipeline.transforms import costs as cost_sql
 from nova_pipeline.transforms.costs import (
@@ -55,7 +55,7 @@ into Python (all of them cost 0.15 s when every SIM of a million-event day chang
 def sim_daily_cost(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource
 ) -> dg.MaterializeResult:
-    start, end = day_range(context)
+    start, end = derived_day_range(context)
     with duckdb.get_connection() as con:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE previous_cost AS SELECT day, sim_id, cost_eur "
@@ -130,7 +130,7 @@ def sim_daily_cost(
 def group_daily_cost(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, fleet_groups: FleetGroupsResource
 ) -> dg.MaterializeResult:
-    start, end = day_range(context)
+    start, end = derived_day_range(context)
     with duckdb.get_connection() as con:
         register_groups(con, fleet_groups.as_map())
         replace_days(

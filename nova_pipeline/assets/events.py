@@ -12,6 +12,7 @@ from nova_pipeline.assets.common import (
     DAILY_WAREHOUSE_STEP,
     add_daily_metadata,
     day_totals,
+    derived_day_range,
     euro,
     landing_files,
     markdown_table,
@@ -20,7 +21,7 @@ from nova_pipeline.assets.common import (
     table_metadata,
     warn_of_unpulled_groups,
 )
-from nova_pipeline.partitions import DAILY, day_range, days_between
+from nova_pipeline.partitions import DAILY, days_between
 from nova_pipeline.resources import FleetGroupsResource, LandingZoneResource
 from nova_pipeline.transforms import events as event_sql
 from nova_pipeline.transforms.events import (
@@ -89,7 +90,7 @@ RAW = dg.AssetKey("call_sms_raw_pages")
 def call_sms_events(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource, landing_zone: LandingZoneResource
 ) -> Iterator[dg.MaterializeResult]:
-    start, end = day_range(context)
+    start, end = derived_day_range(context)
     landing = landing_zone.landing()
     days = {"start": start, "end": end}
 
@@ -225,7 +226,7 @@ def sim_group_membership(
     fleet_groups: FleetGroupsResource,
     landing_zone: LandingZoneResource,
 ) -> dg.MaterializeResult:
-    start, end = day_range(context)
+    start, end = derived_day_range(context)
     groups = fleet_groups.as_map()
     with duckdb.get_connection() as con:
         register_groups(con, groups)

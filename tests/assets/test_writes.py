@@ -108,6 +108,63 @@ def test_landed_pages_gone_fail_the_step_saying_what_to_do_and_keep_the_day(make
     assert snapshot(pipeline) == before
 
 
+def test_an_asset_picked_alone_for_days_its_upstream_never_had_fails_and_writes_nothing(
+    make_pipeline,
+):
+    """Built from nothing, a day would be stored empty (no event, no euro), shown as
+    materialized, with checks that pass: the fleet would look idle that day."""
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    before = snapshot(pipeline)
+    earlier = (DAY - dt.timedelta(days=2)).isoformat()
+    between = (DAY - dt.timedelta(days=1)).isoformat()
+
+    def failures(result: dg.ExecuteInProcessResult) -> dict[str, str]:
+        assert not result.success
+        return {
+            e.step_key: e.step_failure_data.error.cause.message
+            for e in result.all_events
+            if e.is_step_failure
+        }
+
+    loaded = failures(
+        pipeline.run(
+            earlier,
+            DAY_KEY,
+            selection=["call_sms_events", "call_sms_rejects", "sim_group_membership"],
+            raise_on_error=False,
+        )
+    )
+    assert set(loaded) == {"call_sms_events", "sim_group_membership"}
+    gap = (
+        f"call_sms_raw_pages has never been materialized for {earlier}, {between} (2 of the "
+        "run's 3 days). Such a day would be stored empty, as if the fleet "
+        "had been idle. Materialize them with every asset selected, or with the assets named "
+        "here too. Nothing was written."
+    )
+    assert loaded["call_sms_events"] == (
+        f"nova_pipeline.assets.common.UpstreamNotMaterialized: call_sms_events, "
+        f"call_sms_rejects not built: {gap}\n"
+    )
+    assert loaded["sim_group_membership"].endswith(f"sim_group_membership not built: {gap}\n")
+
+    pipeline.run(earlier, selection=["call_sms_raw_pages"])
+    rolled = failures(
+        pipeline.run(earlier, DAY_KEY, selection=["sim_daily_cost"], raise_on_error=False)
+    )
+    assert rolled["sim_daily_cost"].endswith(
+        f"sim_daily_cost not built: call_sms_events has never been materialized for {earlier}, "
+        f"{between} (2 of the run's 3 days). Such a day would be "
+        "stored empty, as if the fleet had been idle. Materialize them with every asset "
+        "selected, or with the assets named here too. Nothing was written.\n"
+    )
+    assert snapshot(pipeline) == before
+    assert pipeline.sql("SELECT count(*) FROM call_sms_raw_pages WHERE day = ?", earlier)[0][0] > 0
+
+    pipeline.run(earlier, selection=["call_sms_events", "call_sms_rejects", "sim_daily_cost"])
+    assert pipeline.sql("SELECT count(*) FROM sim_daily_cost WHERE day = ?", earlier)[0][0] > 0
+
+
 def test_replace_days_rolls_back_every_table_on_error(tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     ensure_schema(con)
