@@ -48,7 +48,7 @@ def _booted_at() -> float:
     return next((float(line.split()[1]) for line in lines if line.startswith("btime ")), 0.0)
 
 
-def _not_the_one(pid: int, since: float, booted: float) -> bool:
+def _ended_or_replaced(pid: int, since: float, booted: float) -> bool:
     """Whether the process holding `pid` has ended but is not yet reaped by its parent (a
     zombie, which still answers a signal), or started more than PID_REUSE_SLACK_S after
     `since`: another process, given the pid since. From Linux's /proc; False without it."""
@@ -75,7 +75,7 @@ def process_gone(pid: int, since: float) -> bool:
         return True
     except PermissionError:
         pass  # another user's process has the pid; /proc still says when it started
-    return _not_the_one(pid, since, booted)
+    return _ended_or_replaced(pid, since, booted)
 
 
 def run_process(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:

@@ -166,8 +166,8 @@ def derived_day_range(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.da
                 for name, gap in missing.items()
             )
             + ". Such a day would be stored empty, as if the fleet had been idle. Materialize "
-            "them with every asset selected, or with the assets named here too. Nothing was "
-            "written."
+            "those days with every asset selected, or with the assets named here too. Nothing "
+            "was written."
         )
     return start, end
 

@@ -139,8 +139,8 @@ def test_an_asset_picked_alone_for_days_its_upstream_never_had_fails_and_writes_
     gap = (
         f"call_sms_raw_pages has never been materialized for {earlier}, {between} (2 of the "
         "run's 3 days). Such a day would be stored empty, as if the fleet "
-        "had been idle. Materialize them with every asset selected, or with the assets named "
-        "here too. Nothing was written."
+        "had been idle. Materialize those days with every asset selected, or with the assets "
+        "named here too. Nothing was written."
     )
     assert loaded["call_sms_events"] == (
         f"nova_pipeline.assets.common.UpstreamNotMaterialized: call_sms_events, "
@@ -155,7 +155,7 @@ def test_an_asset_picked_alone_for_days_its_upstream_never_had_fails_and_writes_
     assert rolled["sim_daily_cost"].endswith(
         f"sim_daily_cost not built: call_sms_events has never been materialized for {earlier}, "
         f"{between} (2 of the run's 3 days). Such a day would be "
-        "stored empty, as if the fleet had been idle. Materialize them with every asset "
+        "stored empty, as if the fleet had been idle. Materialize those days with every asset "
         "selected, or with the assets named here too. Nothing was written.\n"
     )
     assert snapshot(pipeline) == before
