@@ -32,7 +32,12 @@ from typing import IO, TYPE_CHECKING
 import httpx
 
 from nova_pipeline.demo import DEMO_GROUPS, SIMULATOR_ARGS, output_to_nowhere
-from nova_pipeline.simulator.process import end_with_parent, simulator_process, wait_until_ready
+from nova_pipeline.simulator.process import (
+    SimulatorChild,
+    end_with_parent,
+    simulator_child,
+    wait_until_ready,
+)
 
 if TYPE_CHECKING:
     from nova_pipeline.settings import Settings
@@ -229,14 +234,40 @@ def _stop_on_signals() -> None:
             signal.signal(stop, _stop)
 
 
-def _until_stopped(dev: DevServer, what: str) -> int:
+WATCH_S = 1.0
+"""How often `make ui` looks at what it started."""
+
+
+def _until_stopped(dev: DevServer, what: str, simulator: SimulatorChild | None = None) -> int:
     """Wait for a stop signal (`_stop`), or for `dagster dev` to end on its own: when its
     webserver or its daemon dies it stops the other and exits, and `make ui` went on
     holding the instance and the simulator under a banner naming a UI gone (seen here).
     Says which it was (`what` is what a signal stops), for the caller's context managers
-    to stop the rest; returns the exit code."""
+    to stop the rest; returns the exit code.
+
+    A `simulator` that ends is started again on its port, the one `dagster dev` was given:
+    left dead, every run failed on refused connections with nothing saying why. If it
+    cannot be started again, `make ui` stops, saying so."""
     try:
-        code = dev.process.wait()
+        while (code := dev.process.poll()) is None:
+            if simulator is not None and (ended := simulator.ended()) is not None:
+                try:
+                    simulator.start()
+                except RuntimeError as exc:
+                    print(
+                        f"the simulator ended on its own (exit code {ended}) and could not be "
+                        f"started again ({exc}); stopping {what}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    return 1
+                print(
+                    f"the simulator ended on its own (exit code {ended}) and was started again "
+                    f"at {simulator.api_url}; runs that failed meanwhile can be re-executed",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            time.sleep(WATCH_S)
     except KeyboardInterrupt:
         print(f"\nstopping {what}", flush=True)
         return 0
@@ -296,16 +327,16 @@ def main() -> int:
         if home is None:
             return 2
         port = _port()
-        with simulator_process(SIMULATOR_ARGS) as api_url:
-            env = {**os.environ, "NOVA_API_URL": api_url}
+        with simulator_child(SIMULATOR_ARGS) as simulator:
+            env = {**os.environ, "NOVA_API_URL": simulator.api_url}
             env.setdefault("NOVA_GROUPS", DEMO_GROUPS)
             with dagster_dev(env, port=port) as dev:
                 print(
-                    f"\nDagster UI at {dev.url} (simulator at {api_url}); instance in {home}; "
-                    "Ctrl-C stops both.",
+                    f"\nDagster UI at {dev.url} (simulator at {simulator.api_url}); instance in "
+                    f"{home}; Ctrl-C stops both.",
                     flush=True,
                 )
-                return _until_stopped(dev, "dagster dev and the simulator")
+                return _until_stopped(dev, "dagster dev and the simulator", simulator)
 
 
 def serve() -> int:

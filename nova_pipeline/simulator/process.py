@@ -62,31 +62,70 @@ def wait_until_ready(
         time.sleep(poll_s)
 
 
+class SimulatorChild:
+    """`python -m nova_pipeline.simulator` as a child process on one loopback port, kept for
+    its life: `make ui` restarts it there when it ends, as `dagster dev` was given its URL."""
+
+    def __init__(self, args: Sequence[str], port: int, timeout_s: float) -> None:
+        self.args = tuple(args)
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.api_url = f"{self.base}/api"
+        """What NOVA_API_URL should be."""
+        self.timeout_s = timeout_s
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start it and wait until it answers; stopped again if it does not."""
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "nova_pipeline.simulator", "--port", str(self.port), *self.args],
+            stdout=subprocess.DEVNULL,
+            preexec_fn=functools.partial(end_with_parent, os.getpid()),
+        )
+        try:
+            wait_until_ready(
+                self.process,
+                lambda: httpx.get(f"{self.base}/_simulator/health", timeout=1),
+                f"the simulator on {self.base}",
+                self.timeout_s,
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def ended(self) -> int | None:
+        """Its exit code if it has ended, else None."""
+        return None if self.process is None else self.process.poll()
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextmanager
+def simulator_child(
+    args: Sequence[str] = (), port: int | None = None, timeout_s: float = 30.0
+) -> Iterator[SimulatorChild]:
+    """The simulator started (on a free port unless `port`), answering; stopped on exit."""
+    child = SimulatorChild(args, port or free_port(), timeout_s)
+    child.start()
+    try:
+        yield child
+    finally:
+        child.stop()
+
+
 @contextmanager
 def simulator_process(
     args: Sequence[str] = (), port: int | None = None, timeout_s: float = 30.0
 ) -> Iterator[str]:
     """Start `python -m nova_pipeline.simulator`, wait until it answers, yield its API URL
     (what NOVA_API_URL should be), and stop it on exit."""
-    port = port or free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nova_pipeline.simulator", "--port", str(port), *args],
-        stdout=subprocess.DEVNULL,
-        preexec_fn=functools.partial(end_with_parent, os.getpid()),
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(
-            proc,
-            lambda: httpx.get(f"{base}/_simulator/health", timeout=1),
-            f"the simulator on {base}",
-            timeout_s,
-        )
-        yield f"{base}/api"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with simulator_child(args, port, timeout_s) as child:
+        yield child.api_url

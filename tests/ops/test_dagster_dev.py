@@ -9,6 +9,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -490,3 +491,77 @@ def test_make_ui_leaves_nothing_running_however_it_is_stopped(tmp_path, stop):
     _check_port_free("127.0.0.1", port)
     with open(home / ".nova_ui.lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_make_ui_starts_the_simulator_again_where_runs_reach_it_or_stops_saying_why(tmp_path):
+    """A simulator that dies under `make ui` (OOM, a stray `kill`) left every run failing on
+    refused connections while the banner still named it. It is started again on the port
+    `dagster dev` was given, and a run then succeeds; if it cannot be (its port taken
+    meanwhile), `make ui` stops everything and says why."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOVA_")}
+    env |= {"NOVA_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(home)}
+    env |= {"DAGSTER_PORT": str(free_port())}
+    log = tmp_path / "ui.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(UI, env=env, stdout=out, stderr=subprocess.STDOUT)
+    started = {}
+    try:
+        line = banner(proc, log)
+        url, api_url = line.split()[3], line.split("(simulator at ")[1].split(")")[0]
+        simulators = [p for p, c in descendants(proc.pid).items() if "nova_pipeline.simulator" in c]
+        assert len(simulators) == 1, descendants(proc.pid)
+        os.kill(simulators[0], signal.SIGKILL)
+        restarted = (
+            f"the simulator ended on its own (exit code -9) and was started again at {api_url}; "
+            "runs that failed meanwhile can be re-executed"
+        )
+        deadline = time.monotonic() + 60
+        while restarted not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        day = dt.date(2026, 11, 18)
+        run = wait_for_run(url, launch_day_run(url, day))
+        assert run["status"] == "SUCCESS", log.read_text()[-3000:]
+        with duckdb.connect(str(tmp_path / "data" / "nova.duckdb"), read_only=True) as con:
+            [(events,)] = con.execute("SELECT count(*) FROM call_sms_events").fetchall()
+        assert events == len(served_items(api_url, day)) > 0
+
+        started = descendants(proc.pid)
+        [simulator] = [p for p, c in started.items() if "nova_pipeline.simulator" in c]
+        port = int(api_url.split(":")[2].split("/")[0])
+        proc.send_signal(signal.SIGSTOP)
+        with socket.socket() as taken:
+            os.kill(simulator, signal.SIGKILL)
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    taken.bind(("127.0.0.1", port))
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, f"port {port} never freed"
+                    time.sleep(0.1)
+            taken.listen()
+            proc.send_signal(signal.SIGCONT)
+            proc.wait(timeout=120)
+        deadline = time.monotonic() + 90
+        while (left := [c[:90] for p, c in started.items() if running(p)]) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.5)
+        assert not left, f"still running after the simulator could not restart: {left}"
+    finally:
+        proc.kill()
+        for pid in started:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+    said = log.read_text()
+    assert proc.returncode == 1, said[-3000:]
+    assert f"cannot serve on 127.0.0.1:{port}: Address already in use" in said, said[-3000:]
+    assert (
+        f"the simulator ended on its own (exit code -9) and could not be started again (the "
+        f"simulator on http://127.0.0.1:{port} exited with code 1); stopping dagster dev and "
+        "the simulator"
+    ) in said, said[-3000:]
+    _check_port_free("127.0.0.1", int(url.rsplit(":", 1)[1]))
