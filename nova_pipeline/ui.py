@@ -1,8 +1,8 @@
-"""`make ui`: the simulator and `dagster dev` (webserver + daemon), stopped together on Ctrl-C;
-`make serve`: `dagster dev` alone, for the API that NOVA_API_URL names; and, for the
-end-to-end test and the benchmark, a DAGSTER_HOME configured as `make ui`'s and a small
-driver of the UI's GraphQL API (backfills). One `make ui` or `make serve` at a time runs
-on an instance, and each on a port of its own.
+"""`make ui`: the simulator and `dagster dev` (webserver + daemon), stopped together on Ctrl-C,
+the simulator started again should it end; `make serve`: `dagster dev` alone, for the API
+that NOVA_API_URL names; and, for the end-to-end test and the benchmark, a DAGSTER_HOME
+configured as `make ui`'s and a small driver of the UI's GraphQL API (backfills). One
+`make ui` or `make serve` at a time runs on an instance, and each on a port of its own.
 
 `dagster dev` started from a non-interactive shell inherits SIGINT and SIGTERM as ignored
 (measured here), so it is started in its own session with default signal handling and
