@@ -253,7 +253,7 @@ def _until_stopped(dev: DevServer, what: str, simulator: SimulatorChild | None =
             if simulator is not None and (ended := simulator.ended()) is not None:
                 try:
                     simulator.start()
-                except RuntimeError as exc:
+                except (RuntimeError, OSError) as exc:
                     print(
                         f"the simulator ended on its own (exit code {ended}) and could not be "
                         f"started again ({exc}); stopping {what}",
