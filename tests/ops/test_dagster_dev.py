@@ -421,6 +421,24 @@ def running(pid: int) -> bool:
         return False
 
 
+def assert_all_end(started: dict[int, str], after: str) -> None:
+    """Every process in `started` ends within 90 s (`after` says what should have ended them)."""
+    deadline = time.monotonic() + 90
+    while (left := [c[:90] for pid, c in started.items() if running(pid)]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+    assert not left, f"still running after {after}: {left}"
+
+
+def kill_all(proc: subprocess.Popen, started: dict[int, str]) -> None:
+    """What a failed test left running."""
+    proc.kill()
+    for pid in started:
+        if running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 STOPS = {
     "terminal-closed": (signal.SIGHUP, "make ui", True, 0),
     "killed": (signal.SIGKILL, "make ui", True, -signal.SIGKILL),
@@ -463,17 +481,9 @@ def test_make_ui_leaves_nothing_running_however_it_is_stopped(tmp_path, stop):
         else:
             os.kill(next(pid for pid, c in started.items() if target in c), how)
         proc.wait(timeout=90)
-        deadline = time.monotonic() + 90
-        while (left := [c[:90] for pid, c in started.items() if running(pid)]) and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.5)
-        assert not left, f"still running after {how.name}: {left}"
+        assert_all_end(started, how.name)
     finally:
-        proc.kill()
-        for pid in started:
-            if running(pid):
-                os.kill(pid, signal.SIGKILL)
+        kill_all(proc, started)
     assert proc.returncode == exit_code, log.read_text()[-3000:]
     if once_up:
         commands = " | ".join(started.values())
@@ -545,17 +555,9 @@ def test_make_ui_starts_the_simulator_again_where_runs_reach_it_or_stops_saying_
             taken.listen()
             proc.send_signal(signal.SIGCONT)
             proc.wait(timeout=120)
-        deadline = time.monotonic() + 90
-        while (left := [c[:90] for p, c in started.items() if running(p)]) and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.5)
-        assert not left, f"still running after the simulator could not restart: {left}"
+        assert_all_end(started, "the simulator could not restart")
     finally:
-        proc.kill()
-        for pid in started:
-            if running(pid):
-                os.kill(pid, signal.SIGKILL)
+        kill_all(proc, started)
     said = log.read_text()
     assert proc.returncode == 1, said[-3000:]
     assert f"cannot serve on 127.0.0.1:{port}: Address already in use" in said, said[-3000:]
