@@ -250,23 +250,9 @@ def _until_stopped(dev: DevServer, what: str, simulator: SimulatorChild | None =
     cannot be started again, `make ui` stops, saying so."""
     try:
         while (code := dev.process.poll()) is None:
-            if simulator is not None and (ended := simulator.ended()) is not None:
-                try:
-                    simulator.start()
-                except (RuntimeError, OSError) as exc:
-                    print(
-                        f"the simulator ended on its own (exit code {ended}) and could not be "
-                        f"started again ({exc}); stopping {what}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    return 1
-                print(
-                    f"the simulator ended on its own (exit code {ended}) and was started again "
-                    f"at {simulator.api_url}; runs that failed meanwhile can be re-executed",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            ended = None if simulator is None else simulator.ended()
+            if ended is not None and not _start_again(simulator, ended, what):
+                return 1
             time.sleep(WATCH_S)
     except KeyboardInterrupt:
         print(f"\nstopping {what}", flush=True)
@@ -277,6 +263,27 @@ def _until_stopped(dev: DevServer, what: str, simulator: SimulatorChild | None =
         flush=True,
     )
     return 1
+
+
+def _start_again(simulator: SimulatorChild, ended: int, what: str) -> bool:
+    """Start the simulator that ended (exit code `ended`) on its port; says how it went."""
+    said = f"the simulator ended on its own (exit code {ended}) and"
+    try:
+        simulator.start()
+    except (RuntimeError, OSError) as exc:
+        print(
+            f"{said} could not be started again ({exc}); stopping {what}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
+    print(
+        f"{said} was started again at {simulator.api_url}; runs that failed meanwhile can be "
+        "re-executed",
+        file=sys.stderr,
+        flush=True,
+    )
+    return True
 
 
 INSTANCE_LOCK = ".nova_ui.lock"
