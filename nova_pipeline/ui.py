@@ -278,8 +278,8 @@ def _start_again(simulator: SimulatorChild, ended: int, what: str) -> bool:
         )
         return False
     print(
-        f"{said} was started again at {simulator.api_url}; runs that failed meanwhile can be "
-        "re-executed",
+        f"{said} was started again at {simulator.api_url}; runs in flight retry their requests "
+        "and go on, any that failed meanwhile can be re-executed",
         file=sys.stderr,
         flush=True,
     )

@@ -239,25 +239,26 @@ def independent_costs(
     return dict(cost), dict(count)
 
 
-def dagster_materialize(env: dict[str, str], day: dt.date = DAY) -> subprocess.CompletedProcess:
+def materialize_command(day: dt.date = DAY) -> list[str]:
     """The documented CLI: `dagster asset materialize --select '*' --partition <day>`."""
     dagster = Path(sys.executable).with_name("dagster")
+    return [
+        str(dagster),
+        "asset",
+        "materialize",
+        "-m",
+        "nova_pipeline.definitions",
+        "--select",
+        "*",
+        "--partition",
+        day.isoformat(),
+    ]
+
+
+def dagster_materialize(env: dict[str, str], day: dt.date = DAY) -> subprocess.CompletedProcess:
+    """Every asset of `day` through the documented CLI, to its end."""
     return subprocess.run(
-        [
-            str(dagster),
-            "asset",
-            "materialize",
-            "-m",
-            "nova_pipeline.definitions",
-            "--select",
-            "*",
-            "--partition",
-            day.isoformat(),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        materialize_command(day), env=env, capture_output=True, text=True, timeout=300
     )
 
 

@@ -524,7 +524,8 @@ def test_make_ui_starts_the_simulator_again_where_runs_reach_it_or_stops_saying_
         os.kill(simulators[0], signal.SIGKILL)
         restarted = (
             f"the simulator ended on its own (exit code -9) and was started again at {api_url}; "
-            "runs that failed meanwhile can be re-executed"
+            "runs in flight retry their requests and go on, any that failed meanwhile can be "
+            "re-executed"
         )
         deadline = time.monotonic() + 60
         while restarted not in log.read_text():
