@@ -58,7 +58,9 @@ RAW = dg.AssetKey("call_sms_raw_pages")
             },
             description=(
                 "One row per call, SMS or USSD request (per `sid`) of the account-wide pull, "
-                "typed: UTC timestamp, provider day, exact euro cost (DECIMAL, never a float). "
+                "typed: UTC timestamp, provider day, euro cost as an exact DECIMAL to the "
+                "micro-euro (never a float; a cost sent with more decimals is rounded half away "
+                "from zero). "
                 "A sid served twice, on two pages or on two days, is kept once and counted "
                 "(a copy already stored for another day wins). Items whose "
                 "timestamp falls outside the requested day in NOVA_TIMEZONE are kept and "

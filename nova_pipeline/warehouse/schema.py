@@ -70,7 +70,11 @@ TABLES: dict[str, list[Column]] = {
         DAY,
         Column("type", "VARCHAR", "call, in_sms, out_sms or ussd"),
         Column("to_number", "VARCHAR", "Destination number, as sent", nullable=True),
-        Column("cost_eur", COST, "Cost in euro, exact"),
+        Column(
+            "cost_eur",
+            COST,
+            "Cost in euro, exact to the micro-euro (more decimals: rounded half away from zero)",
+        ),
         Column("sim_id", "BIGINT", "Provider's id of the SIM card"),
         Column("sim_number", "VARCHAR", "The SIM's own number", nullable=True),
         Column("iccid", "VARCHAR", "The SIM's ICCID", nullable=True),

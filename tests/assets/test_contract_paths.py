@@ -5,6 +5,7 @@ lets through the fast path, the rule-by-rule SQL accepts too, with the very same
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import duckdb
 import msgspec
@@ -159,3 +160,21 @@ def test_both_paths_read_the_same_contract_fields():
     DuckDB types (`CONFORMING_ITEM`, the fast read): a field added to one only would be
     dropped silently on the fast path, or make every page nonconforming."""
     assert Item.__struct_fields__ == CONTRACT_FIELDS
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"), [(b"0.1234565", "0.123457"), (b"0.1234564", "0.123456")]
+)
+def test_a_cost_with_more_than_six_decimals_is_rounded_half_away_from_zero_on_both_paths(
+    tmp_path, sent, stored
+):
+    """The precision docs/api.md states: the micro-euro, half a micro-euro rounded up, alike
+    on the fast path and the rule-by-rule one."""
+    path = landed(tmp_path, "long cost", item(session_cost=sent))
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    fast_path = CONFORMING_SQL % f"['{path}']"
+    [(fast,)] = con.execute(f"SELECT cost_eur FROM ({fast_path})").fetchall()
+    con.execute(STAGE_SQL, {"files": [path]})
+    [(judged,)] = con.execute("SELECT cost_eur FROM staged_items").fetchall()
+    assert fast == judged == Decimal(stored)

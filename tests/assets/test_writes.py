@@ -299,7 +299,9 @@ def test_a_session_on_the_warehouse_reads_what_each_table_and_column_is(make_pip
     assert tables["sim_daily_cost"] == (
         "One row per day and SIM with at least one event; euro summed exactly"
     )
-    assert columns[("call_sms_events", "cost_eur")] == "Cost in euro, exact"
+    assert columns[("call_sms_events", "cost_eur")] == (
+        "Cost in euro, exact to the micro-euro (more decimals: rounded half away from zero)"
+    )
     assert columns[("group_daily_cost", "group_id")] == "Configured group id; NULL for ungrouped"
 
 
