@@ -87,7 +87,7 @@ REASON = f"""NULLIF(concat_ws('; ',
     CASE WHEN json_type(f.session_cost) IN {NUMBER}
           AND TRY_CAST({COST_TEXT} AS {COST}) IS NULL
          THEN 'session_cost: not representable as {COST}'
-         WHEN json_type(f.session_cost) IN {NUMBER} AND TRY_CAST({COST_TEXT} AS {COST}) < 0
+         WHEN json_type(f.session_cost) IN {NUMBER} AND TRY_CAST(f.session_cost AS DOUBLE) < 0
          THEN 'session_cost: negative (' || {COST_TEXT} || ')' END,
     {_must("id", INTEGER, "an integer")},
     {_within("id", INT64_RANGE, "beyond a 64-bit integer")},
@@ -98,7 +98,8 @@ REASON = f"""NULLIF(concat_ws('; ',
 ), '')"""
 """Every contract rule the item breaks, or NULL when it breaks none. A field that is JSON
 null comes out of `json_transform` as SQL NULL, as a missing one does: `_must` tells the
-two apart for the required fields; a null or missing `name` breaks no rule."""
+two apart for the required fields; a null or missing `name` breaks no rule. A cost's sign
+is judged before rounding: -0.0000004 is negative, though it rounds to 0.000000."""
 
 NONCONFORMING_ITEMS = f"""
 SELECT day, selector, page, unnest(body.result.items) AS item

@@ -49,6 +49,7 @@ ITEMS = {
     "integer cost": item(session_cost=b"3"),
     "zero cost": item(session_cost=b"0.0"),
     "negative zero cost": item(session_cost=b"-0.0"),
+    "negative cost that rounds to zero": item(session_cost=b"-0.0000004"),
     "seven decimals": item(session_cost=b"0.1234565"),
     "largest cost": item(session_cost=b"999999999999.999999"),
     "cost too large": item(session_cost=b"1e12"),
@@ -127,6 +128,7 @@ def test_the_rules_quarantine_what_cannot_be_stored_and_say_why(tmp_path):
     verdicts = {
         "largest cost": "session_cost: not representable as DECIMAL(18, 6)",
         "cost too large": "session_cost: not representable as DECIMAL(18, 6)",
+        "negative cost that rounds to zero": "session_cost: negative (-4e-7)",
         "cost as text": "session_cost: expected a number, got varchar",
         "numeric name": "name: expected a string or null, got ubigint",
         "negative numeric name": "name: expected a string or null, got bigint",
