@@ -80,10 +80,10 @@ RAW = dg.AssetKey("call_sms_raw_pages")
             description=(
                 "Quarantine: every item (of any pull) that breaks the API contract — a "
                 "missing or null field, a wrong type, an unknown `type`, a negative cost, a number "
-                "too large to store, a time outside the years 1-9999 — verbatim, "
-                "with every rule it broke and the day, pull and page it came from. Each "
-                "day's materialization has that day's count; `per_day` gives every day of "
-                "the run with the items judged."
+                "too large to store, a time outside the years 1-9999 — as parsed (its "
+                "bytes stay verbatim in the landing zone), with every rule it broke and the "
+                "day, pull and page it came from. Each day's materialization has that "
+                "day's count; `per_day` gives every day of the run with the items judged."
             ),
         ),
     ],

@@ -5,7 +5,10 @@ client has already told apart the pages whose every item meets the contract (che
 C by msgspec, `api/models.Item`): those are read with fixed column types, the fast path.
 The items of any other page are judged here rule by rule; an item failing any rule goes
 to `call_sms_rejects` with every rule it broke, the rest join the typed rows. Money is
-read from its JSON text straight into DECIMAL on both paths, never through a float.
+read from its JSON text into DECIMAL and never summed as a float: digit for digit on the
+fast path; on the rule-by-rule path DuckDB's JSON functions hold a number as a double
+first, which keeps every cost of up to 15 significant digits (under a billion euro at 6
+decimals) exact.
 """
 
 from __future__ import annotations
@@ -72,7 +75,9 @@ def _within(field: str, bounds: tuple[int, int], what: str) -> str:
 
 
 COST_TEXT = "CAST(f.session_cost AS VARCHAR)"
-"""The number exactly as the API wrote it; cast from this text, money is never a float."""
+"""The number as the API wrote it, back from a double: the same value for up to 15
+significant digits. The DECIMAL is parsed from these digits, rounded once, to the
+micro-euro, as on the fast path."""
 
 REASON = f"""NULLIF(concat_ws('; ',
     {_must("sid", INTEGER, "an integer")},
@@ -142,7 +147,7 @@ FROM checked
 
 STAGE_SQL = _stage_sql(NONCONFORMING_ITEMS)
 """Every item of the nonconforming pages `$files`, typed where valid, with why it is
-invalid (`reason` NULL when valid; the verbatim item is kept only for the invalid ones)."""
+invalid (`reason` NULL when valid; the parsed item is kept only for the invalid ones)."""
 
 EMPTY_STAGE_SQL = _stage_sql(NO_ITEMS)
 """The same table with no row, for a run whose pages all conform."""

@@ -87,7 +87,12 @@ TABLES: dict[str, list[Column]] = {
         Column("selector", "VARCHAR", "Pull it came from"),
         Column("page", "INTEGER", "Page it came from"),
         Column("reason", "VARCHAR", "Every contract rule the item broke"),
-        Column("item", "JSON", "The item, verbatim"),
+        Column(
+            "item",
+            "JSON",
+            "The item as parsed (spacing dropped, a number with a fraction or an exponent "
+            "written as the nearest double); its bytes are verbatim in the landing zone",
+        ),
     ],
     "sim_group_membership": [
         DAY,
@@ -126,8 +131,7 @@ GRAIN: dict[str, str] = {
         "One row per provider action (sid) of the `all` pull, on the day whose copy was kept"
     ),
     "call_sms_rejects": (
-        "One row per item of any pull that broke the API contract: the item verbatim and "
-        "every rule it broke"
+        "One row per item of any pull that broke the API contract: the item and every rule it broke"
     ),
     "sim_group_membership": "One row per day, configured group and SIM the group's pull returned",
     "sim_daily_cost": "One row per day and SIM with at least one event; euro summed exactly",
