@@ -28,7 +28,7 @@ from nova_pipeline.assets.common import DUCKDB_POOL, first_ten, landing_files, m
 from nova_pipeline.partitions import DAILY, day_range, days_between
 from nova_pipeline.resources import LandingZoneResource
 from nova_pipeline.settings import current_settings
-from nova_pipeline.transforms.events import GROUP_SIDS_MISSING_SQL, stage_group_items
+from nova_pipeline.transforms.events import GROUP_SIDS_MISSING_SQL, run_staged, stage_group_items
 from nova_pipeline.warehouse import EVENT_TYPES
 
 Days = tuple[dt.date, dt.date]
@@ -408,8 +408,13 @@ def group_sids_in_account_pull(
     """A warehouse check that also reads the group pulls' landing files."""
     days = _days(context)
     with duckdb.get_connection() as con:
-        stage_group_items(con, *landing_files(con, landing_zone.landing(), *days, "g\\_%"))
-        failing = con.execute(GROUP_SIDS_MISSING_SQL).fetchall()
+        failing = run_staged(
+            con,
+            stage_group_items,
+            *landing_files(con, landing_zone.landing(), *days, "g\\_%"),
+            lambda: con.execute(GROUP_SIDS_MISSING_SQL).fetchall(),
+            context.log.warning,
+        )
     finding = Finding(
         days,
         failing,

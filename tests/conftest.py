@@ -216,6 +216,7 @@ def bad_item_reason(kind: str, item: dict) -> str:
         "negative_cost": "session_cost: negative (-0.25)",
         "sid_beyond_int64": f"sid: {item.get('sid')} is beyond a 64-bit integer",
         "date_in_milliseconds": f"date: {item.get('date')} is not a time in the years 1-9999",
+        "duplicate_key": "session_cost: sent more than once",
     }[kind]
 
 

@@ -23,9 +23,11 @@ read by DuckDB from the JSON text, exactly."""
 
 
 class Item(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """One item exactly as the contract describes it. Stricter than the SQL rules, never
-    looser: an item this rejects (an extra field, a cost of 1e12) is judged again, rule by
-    rule, in `transforms/events.py`; an item this accepts meets every rule there.
+    """One item exactly as the contract describes it. Stricter than the SQL rules: an item
+    this rejects (an extra field, a cost of 1e12) is judged again, rule by rule, in
+    `transforms/events.py`; an item this accepts meets every rule there, but for a key sent
+    twice (msgspec keeps the last value), which DuckDB's typed read then refuses
+    (`transforms/events.py::run_staged`).
     `gc=False`: a page makes a thousand of these, none can be part of a cycle."""
 
     sid: Int64

@@ -31,6 +31,7 @@ from nova_pipeline.transforms.events import (
     MEMBERSHIP_SQL,
     REPEATED_COPIES_SQL,
     SUMMARY_SQL,
+    run_staged,
     stage_group_items,
     stage_items,
 )
@@ -105,7 +106,6 @@ def call_sms_events(
         # Events come from the `all` pull; rejects from any pull's nonconforming pages.
         conforming, _ = landing_files(con, landing, start, end, "all")
         _, nonconforming = landing_files(con, landing, start, end, "%")
-        stage_items(con, conforming, nonconforming)
         previous = dict(
             con.execute(
                 "SELECT day, sum(cost_eur) FROM call_sms_events WHERE day BETWEEN ? AND ? "
@@ -113,14 +113,17 @@ def call_sms_events(
                 [start, end],
             ).fetchall()
         )
-        replace_days(
+        writes = {
+            "call_sms_events": insert_events,
+            "call_sms_rejects": lambda c: c.execute(INSERT_REJECTS_SQL),
+        }
+        run_staged(
             con,
-            start,
-            end,
-            {
-                "call_sms_events": insert_events,
-                "call_sms_rejects": lambda c: c.execute(INSERT_REJECTS_SQL),
-            },
+            stage_items,
+            conforming,
+            nonconforming,
+            lambda: replace_days(con, start, end, writes),
+            context.log.warning,
         )
         summary = con.execute(SUMMARY_SQL, days).fetchall()
         kept_elsewhere = con.execute(
@@ -232,8 +235,15 @@ def sim_group_membership(
     groups = fleet_groups.as_map()
     with duckdb.get_connection() as con:
         register_groups(con, groups)
-        stage_group_items(con, *landing_files(con, landing_zone.landing(), start, end, "g\\_%"))
-        replace_days(con, start, end, {"sim_group_membership": lambda c: c.execute(MEMBERSHIP_SQL)})
+        run_staged(
+            con,
+            stage_group_items,
+            *landing_files(con, landing_zone.landing(), start, end, "g\\_%"),
+            lambda: replace_days(
+                con, start, end, {"sim_group_membership": lambda c: c.execute(MEMBERSHIP_SQL)}
+            ),
+            context.log.warning,
+        )
         add_daily_metadata(context, day_totals(con, "sim_group_membership", start, end))
         per_group = con.execute(
             "SELECT group_id, any_value(group_name), count(DISTINCT sim_id) "

@@ -49,6 +49,7 @@ BAD_ITEM_KINDS = (
     "negative_cost",
     "sid_beyond_int64",
     "date_in_milliseconds",
+    "duplicate_key",
 )
 DAY_OVERLAP_ITEMS = 3
 """`day_overlap`: the first page of a day also serves the account's last items of the day
@@ -144,6 +145,8 @@ def bad_item(kind: str, serial: int, day_start: int) -> bytes:
         good["sid"] = b'"sid":%d' % (2**63 + serial)
     elif kind == "date_in_milliseconds":
         good["date"] = b'"date":%d' % ((day_start + 3600) * 1000)
+    elif kind == "duplicate_key":
+        good["session_cost"] = b'"session_cost":0.05,"session_cost":0.5'
     else:
         raise ValueError(kind)
     return b"{" + b",".join([*good.values(), sim]) + b"}"

@@ -1,6 +1,8 @@
 """The two ways an item is read agree: what the client's strict check (`api.models.Item`)
 lets through the fast path, the rule-by-rule SQL accepts too, with the very same values
-(and the group pulls' two-field read of it the same sid and SIM)."""
+(and the group pulls' two-field read of it the same sid and SIM). The one exception, a
+key sent twice, is refused by the fast path's typed read, and the run then judges its
+pages rule by rule (`run_staged`)."""
 
 from __future__ import annotations
 
@@ -16,10 +18,13 @@ from nova_pipeline.simulator.faults import BAD_ITEM_KINDS, bad_item
 from nova_pipeline.transforms.events import (
     CONFORMING_SQL,
     CONTRACT_FIELDS,
+    DUPLICATE_KEY,
     GROUP_COLUMNS,
     GROUP_CONFORMING_SQL,
     STAGE_SQL,
     VALID_COLUMNS,
+    run_staged,
+    stage_items,
 )
 from tests.conftest import bad_item_reason
 
@@ -71,6 +76,7 @@ ITEMS = {
     "date beyond any time": item(date=b"9223372036854775807"),
     "last second of 9999": item(date=b"253402300799"),
     "extra field": item(roaming=b"false"),
+    "sid sent twice": item(sid=b'1,"sid":2'),
     **{kind: bad_item(kind, 1, DAY_START) for kind in BAD_ITEM_KINDS},
 }
 
@@ -92,7 +98,13 @@ def landed(tmp_path, name: str, item: bytes) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("name", [name for name, raw in ITEMS.items() if conforms(raw)])
+SENT_TWICE = {"duplicate_key": "session_cost", "sid sent twice": "sid"}
+"""Items with a key sent twice, which msgspec takes (keeping the last value), and the key."""
+
+
+@pytest.mark.parametrize(
+    "name", [name for name, raw in ITEMS.items() if conforms(raw) and name not in SENT_TWICE]
+)
 def test_fast_path_takes_only_what_the_rules_accept_with_the_same_values(tmp_path, name):
     path = landed(tmp_path, name, ITEMS[name])
     con = duckdb.connect()
@@ -107,8 +119,9 @@ def test_fast_path_takes_only_what_the_rules_accept_with_the_same_values(tmp_pat
     assert as_group == [tuple(judged_by_column[c] for c in GROUP_COLUMNS.split(", "))]
 
 
-def test_the_strict_check_sends_every_faulty_kind_to_the_rules():
+def test_the_strict_check_sends_every_faulty_kind_but_a_key_sent_twice_to_the_rules():
     expected_to_conform = {
+        *SENT_TWICE,
         "good",
         "integer cost",
         "zero cost",
@@ -121,6 +134,44 @@ def test_the_strict_check_sends_every_faulty_kind_to_the_rules():
         "last second of 9999",
     }
     assert {name for name, raw in ITEMS.items() if conforms(raw)} == expected_to_conform
+
+
+@pytest.mark.parametrize("name", list(SENT_TWICE))
+def test_a_key_sent_twice_is_refused_by_the_typed_read_and_rejected_by_the_rules(tmp_path, name):
+    """The fast path's reads fail on it, in the words `run_staged` looks for (a DuckDB
+    upgrade that rewords them would fail here, not in a user's run); the rules reject it."""
+    path = landed(tmp_path, name, ITEMS[name])
+    con = duckdb.connect()
+    for sql in (CONFORMING_SQL, GROUP_CONFORMING_SQL):
+        with pytest.raises(duckdb.InvalidInputException, match=DUPLICATE_KEY):
+            con.execute(sql % f"['{path}']").fetchall()
+    con.execute(STAGE_SQL, {"files": [path]})
+    [(reason,)] = con.execute("SELECT reason FROM staged_items").fetchall()
+    assert reason == f"{SENT_TWICE[name]}: sent more than once"
+
+
+def test_a_key_sent_twice_on_a_conforming_page_sends_the_run_to_the_rules(tmp_path):
+    """`run_staged` reads the other items of that page and quarantines the ambiguous one,
+    where the typed read alone would fail the day on every pull."""
+    good = [item(sid=b"%d" % sid) for sid in (11, 12, 13)]
+    conforming = landed(tmp_path, "conforming", b",".join([*good, ITEMS["duplicate_key"]]))
+    con = duckdb.connect()
+    warnings: list[str] = []
+    valid = run_staged(
+        con,
+        stage_items,
+        [conforming],
+        [],
+        lambda: con.execute("SELECT sid, cost_eur FROM valid_items ORDER BY sid").fetchall(),
+        warnings.append,
+    )
+    assert valid == [(sid, Decimal("0.077939")) for sid in (11, 12, 13)]
+    assert con.execute("SELECT reason FROM staged_items WHERE reason IS NOT NULL").fetchall() == [
+        ("session_cost: sent more than once",)
+    ]
+    [warning] = warnings
+    assert 'duplicate key "session_cost"' in warning
+    assert "conforming.ndjson" in warning, "the warning names the file"
 
 
 def test_the_rules_quarantine_what_cannot_be_stored_and_say_why(tmp_path):
@@ -144,7 +195,11 @@ def test_the_rules_quarantine_what_cannot_be_stored_and_say_why(tmp_path):
         "date in milliseconds": "date: 1794942000000 is not a time in the years 1-9999",
         "date beyond any time": "date: 9223372036854775807 is not a time in the years 1-9999",
         "extra field": None,
-        **{kind: bad_item_reason(kind, json.loads(ITEMS[kind])) for kind in BAD_ITEM_KINDS},
+        **{
+            kind: bad_item_reason(kind, json.loads(ITEMS[kind]))
+            for kind in BAD_ITEM_KINDS
+            if kind not in SENT_TWICE
+        },
     }
     assert set(verdicts) == {name for name, raw in ITEMS.items() if not conforms(raw)}
     con = duckdb.connect()

@@ -11,6 +11,7 @@ import dagster as dg
 import duckdb
 
 from nova_pipeline.simulator import FleetSpec
+from nova_pipeline.simulator.faults import bad_item
 from nova_pipeline.transforms.events import DELETE_REPEATED_COPIES_SQL, REPEATED_COPIES_SQL
 from nova_pipeline.warehouse import TABLES, ensure_schema
 from tests.conftest import (
@@ -157,6 +158,42 @@ def test_a_high_reject_share_blocks_the_rollups(make_pipeline):
     assert {i.partition_key: i.latest_execution_status.value for i in recorded} == {
         day: "FAILED" for day in days
     }
+
+
+def test_a_key_sent_twice_on_pages_the_client_passed_is_quarantined_and_the_day_loads(
+    make_pipeline,
+):
+    """msgspec keeps the last of a key sent twice, so such a page lands as conforming, and
+    DuckDB's typed read refuses it: the day failed on every pull. Now the run judges its
+    pages rule by rule: the item is quarantined and every total is the clean run's."""
+    clean = make_pipeline()
+    clean.run(DAY_KEY)
+    faulty = make_pipeline(faults={"bad_items": 1.0})
+    day_start = int(
+        dt.datetime.combine(DAY, dt.time(), faulty.sim.simulator.dataset.tz).timestamp()
+    )
+    for n, pull in enumerate(["all", "g_1", "g_2", "g_3"]):
+        for page in range(100):
+            item = bad_item("duplicate_key", n * 1000 + page, day_start)
+            key = ((DAY, DAY, (pull,), 100), page)
+            faulty.sim.simulator.injected_bad_items[key] = [("duplicate_key", item)]
+    result = faulty.run(DAY_KEY)
+
+    assert result.success
+    assert faulty.sql("SELECT count(*) FROM call_sms_raw_pages WHERE NOT conforms") == [(0,)]
+    pages = faulty.sql(
+        "SELECT count(*) FROM call_sms_raw_pages WHERE selector = 'all' AND item_count > 0"
+    )[0][0]
+    assert faulty.sql("SELECT selector, reason, count(*) FROM call_sms_rejects GROUP BY ALL") == [
+        ("all", "session_cost: sent more than once", pages)
+    ]
+    for table in ("call_sms_events", "sim_daily_cost", "sim_group_membership", "group_daily_cost"):
+        assert faulty.sql(f"SELECT * FROM {table} ORDER BY ALL") == clean.sql(
+            f"SELECT * FROM {table} ORDER BY ALL"
+        ), table
+    assert check_evaluation(result, "group_sids_in_account_pull").passed
+    warned = [m for m in run_logs(faulty, result) if 'has duplicate key "session_cost"' in m]
+    assert len(warned) == 3, "the events, the membership and the group check each fell back"
 
 
 def test_duplicate_items_across_pages_are_collapsed_and_counted(make_pipeline):

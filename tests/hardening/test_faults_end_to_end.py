@@ -47,9 +47,13 @@ def test_all_faults_at_once_give_the_fault_free_numbers(make_pipeline):
     result = faulty.run(DAY_KEY)
 
     assert tables(faulty) == tables(clean)
+    # A key sent twice passes the client's check: on a group pull's page with no other bad
+    # item, no step judges it into the rejects (the events step reads the account-wide
+    # pull's conforming pages only); membership and the group check leave it out and warn.
     injected = sorted(
         json.dumps(json.loads(raw), sort_keys=True)
-        for made in faulty.sim.simulator.injected_bad_items.values()
+        for (query, _), made in faulty.sim.simulator.injected_bad_items.items()
+        if query[2] == ("all",) or any(kind != "duplicate_key" for kind, _ in made)
         for _, raw in made
     )
     rejects = sorted(
