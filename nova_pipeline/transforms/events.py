@@ -82,7 +82,9 @@ COST_TEXT = "CAST(f.session_cost AS VARCHAR)"
 significant digits. The DECIMAL is parsed from these digits, rounded once, to the
 micro-euro, as on the fast path."""
 
-REASON = f"""NULLIF(concat_ws('; ',
+REASON = f"""CASE WHEN json_type(item) IS DISTINCT FROM 'OBJECT'
+THEN 'item: expected an object, got ' || coalesce(lower(json_type(item)), 'null')
+ELSE NULLIF(concat_ws('; ',
     {_must("sid", INTEGER, "an integer")},
     {_within("sid", INT64_RANGE, "beyond a 64-bit integer")},
     {_must("date", INTEGER, "a Unix timestamp")},
@@ -106,8 +108,9 @@ REASON = f"""NULLIF(concat_ws('; ',
     NULLIF(array_to_string(list_transform(
         list_sort(list_distinct(list_filter(keys, lambda k, i: list_position(keys, k) < i))),
         lambda k: k || ': sent more than once'), '; '), '')
-), '')"""
-"""Every contract rule the item breaks, or NULL when it breaks none. A field that is JSON
+), '') END"""
+"""Every contract rule the item breaks, or NULL when it breaks none; an item that is not an
+object breaks the one rule that says so, not each field's. A field that is JSON
 null comes out of `json_transform` as SQL NULL, as a missing one does: `_must` tells the
 two apart for the required fields; a null or missing `name` breaks no rule. A cost's sign
 is judged before rounding: -0.0000004 is negative, though it rounds to 0.000000. A key
@@ -140,7 +143,7 @@ checked AS (
 )
 SELECT
     day, selector, page, reason,
-    CASE WHEN reason IS NOT NULL THEN item END AS item,
+    CASE WHEN reason IS NOT NULL THEN coalesce(item, 'null'::JSON) END AS item,
     len(list_filter(keys, lambda k: k NOT IN {CONTRACT_FIELDS})) > 0 AS has_extra_fields,
     TRY_CAST(f.sid AS BIGINT) AS sid,
     try(to_timestamp(TRY_CAST(f.date AS BIGINT))) AS occurred_at,
@@ -157,7 +160,8 @@ FROM checked
 
 STAGE_SQL = _stage_sql(NONCONFORMING_ITEMS)
 """Every item of the nonconforming pages `$files`, typed where valid, with why it is
-invalid (`reason` NULL when valid; the parsed item is kept only for the invalid ones)."""
+invalid (`reason` NULL when valid; the parsed item is kept only for the invalid ones, a
+`null` in the items list as JSON `null`: unnested, it is SQL NULL)."""
 
 EMPTY_STAGE_SQL = _stage_sql(NO_ITEMS)
 """The same table with no row, for a run whose pages all conform."""

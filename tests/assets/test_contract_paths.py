@@ -21,11 +21,13 @@ from nova_pipeline.transforms.events import (
     DUPLICATE_KEY,
     GROUP_COLUMNS,
     GROUP_CONFORMING_SQL,
+    INSERT_REJECTS_SQL,
     STAGE_SQL,
     VALID_COLUMNS,
     run_staged,
     stage_items,
 )
+from nova_pipeline.warehouse import ensure_schema
 from tests.conftest import bad_item_reason
 
 DAY_START = 1794942000
@@ -77,6 +79,9 @@ ITEMS = {
     "last second of 9999": item(date=b"253402300799"),
     "extra field": item(roaming=b"false"),
     "sid sent twice": item(sid=b'1,"sid":2'),
+    "a number for an item": b"7",
+    "null for an item": b"null",
+    "a list for an item": b"[]",
     **{kind: bad_item(kind, 1, DAY_START) for kind in BAD_ITEM_KINDS},
 }
 
@@ -182,6 +187,9 @@ def test_the_rules_quarantine_what_cannot_be_stored_and_say_why(tmp_path):
         "largest cost": "session_cost: not representable as DECIMAL(18, 6)",
         "cost too large": "session_cost: not representable as DECIMAL(18, 6)",
         "negative cost that rounds to zero": "session_cost: negative (-4e-7)",
+        "a number for an item": "item: expected an object, got ubigint",
+        "null for an item": "item: expected an object, got null",
+        "a list for an item": "item: expected an object, got array",
         "cost as text": "session_cost: expected a number, got varchar",
         "numeric name": "name: expected a string or null, got ubigint",
         "negative numeric name": "name: expected a string or null, got bigint",
@@ -211,6 +219,21 @@ def test_the_rules_quarantine_what_cannot_be_stored_and_say_why(tmp_path):
     assert {name: reason for name, (reason, *_) in judged.items()} == verdicts
     assert all(
         sid is not None and sim is not None for reason, sid, sim in judged.values() if not reason
+    )
+
+
+def test_every_item_the_rules_reject_is_stored_in_the_quarantine_as_sent(tmp_path):
+    """All of them in one page, into the real table: a `null` in the items list once broke
+    its NOT NULL `item` and failed the day's write on every pull."""
+    rejected = [raw for name, raw in ITEMS.items() if not conforms(raw) and name != "extra field"]
+    path = landed(tmp_path, "all rejected", b",".join(rejected))
+    con = duckdb.connect()
+    ensure_schema(con)
+    con.execute(STAGE_SQL, {"files": [path]})
+    con.execute(INSERT_REJECTS_SQL)
+    stored = con.execute("SELECT item FROM call_sms_rejects").fetchall()
+    assert sorted(json.dumps(json.loads(item)) for (item,) in stored) == sorted(
+        json.dumps(json.loads(raw)) for raw in rejected
     )
 
 
