@@ -9,6 +9,7 @@ from nova_pipeline.api.errors import (
     RequestRejected,
     RetriesExhausted,
     TooManyPagesError,
+    UnreadableBodyError,
 )
 from nova_pipeline.api.models import Page, PageRequest
 from nova_pipeline.api.retry import RetryPolicy
@@ -28,4 +29,5 @@ __all__ = [
     "RetriesExhausted",
     "RetryPolicy",
     "TooManyPagesError",
+    "UnreadableBodyError",
 ]

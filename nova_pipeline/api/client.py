@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 import urllib.request
 from collections import Counter
@@ -24,6 +25,7 @@ from nova_pipeline.api.errors import (
     RequestRejected,
     RetriesExhausted,
     TooManyPagesError,
+    UnreadableBodyError,
 )
 from nova_pipeline.api.models import ConformingEnvelope, Envelope, Page, PageRequest
 from nova_pipeline.api.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after, retry_delay
@@ -252,6 +254,14 @@ class NovaClient:
         try:
             envelope, conforms = _decode(response.content)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            lone = LONE_SURROGATE.search(response.content)
+            if lone:
+                raise UnreadableBodyError(
+                    f"the body for {request.fingerprint} holds a lone UTF-16 surrogate escape, "
+                    f"{lone['escape'].decode()} at byte {lone.start('escape')} (a string cut "
+                    "inside a character, such as an emoji): it is not Unicode, and no reader "
+                    "here can take the page; the provider must send that string whole"
+                ) from exc
             return _Retry(f"invalid JSON body ({exc})")
         if envelope.code != 200:
             raise ApiResponseError(
@@ -260,6 +270,14 @@ class NovaClient:
         items = len(envelope.result.items) if envelope.result else 0
         return status, response.content, items, conforms, fetched_at
 
+
+LONE_SURROGATE = re.compile(
+    rb"(?<!\\)(?:\\\\)*(?P<escape>\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
+"""A UTF-16 surrogate escape without its other half (not after an escaped backslash): valid
+JSON to some writers (JavaScript's), but no Unicode, and a body msgspec and DuckDB refuse.
+Sought only in a body that failed to decode, where it tells a page no retry can mend."""
 
 _CONFORMING = msgspec.json.Decoder(ConformingEnvelope)
 _ANY = msgspec.json.Decoder(Envelope)

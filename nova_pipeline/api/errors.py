@@ -23,6 +23,11 @@ class ApiResponseError(NovaApiError):
     """HTTP 200 but the body's `code` is not 200."""
 
 
+class UnreadableBodyError(NovaApiError):
+    """A body no retry can mend: it holds a lone UTF-16 surrogate escape, which is not
+    Unicode, so neither msgspec nor DuckDB can read it."""
+
+
 class PageIgnoredError(NovaApiError):
     """The server answered a later page with the same body as the page before it."""
 

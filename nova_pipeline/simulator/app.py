@@ -25,6 +25,7 @@ from nova_pipeline.simulator.faults import (
     EXTRA_FIELD,
     Faults,
     bad_item,
+    cut_name,
     pretty,
 )
 
@@ -184,6 +185,8 @@ class Simulator:
             chosen = [item[:-1] + EXTRA_FIELD for item in chosen]
         if chosen and faults.hits("bad_items", query.key, page):
             chosen = chosen + self._bad_items(query, page)
+        if chosen and faults.hits("lone_surrogate", query.key, page):
+            chosen = [*chosen[:-1], cut_name(chosen[-1])]
         if chosen and faults.hits("pretty_json", query.key, page):
             return pretty(chosen)
         return b'{"code":200,"message":"OK","result":{"items":[' + b",".join(chosen) + b"]}}"

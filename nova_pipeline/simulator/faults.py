@@ -3,8 +3,8 @@
 Transport faults (429, 5xx, slow, disconnect, truncated body) depend on how many times the
 same request was already made, so a retry can succeed. Content faults (bad items,
 duplicates, a day that overlaps the one before, an ignored page number, schema drift, a
-body laid out over many lines) depend only on the request, so every retry of a page sees
-the same content.
+body laid out over many lines, a name cut inside an emoji) depend only on the request, so
+every retry of a page sees the same content.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ FAULTS = (
     "ignore_page",
     "extra_fields",
     "pretty_json",
+    "lone_surrogate",
 )
 DEFAULT_RATES = {
     "rate_limit": 0.1,
@@ -37,6 +38,7 @@ DEFAULT_RATES = {
     "ignore_page": 1.0,
     "extra_fields": 0.2,
     "pretty_json": 0.5,
+    "lone_surrogate": 0.05,
 }
 
 BAD_ITEM_KINDS = (
@@ -113,6 +115,13 @@ def pretty(items: list[bytes]) -> bytes:
         + b",\r\n      ".join(fields)
         + b"\r\n    ]\r\n  }\r\n}\r\n"
     )
+
+
+def cut_name(item: bytes) -> bytes:
+    """`lone_surrogate`: the item's SIM name cut inside an emoji, as a UTF-16 writer
+    (JavaScript's `JSON.stringify`) leaves it: the high half of the pair, escaped, alone."""
+    head, _, _ = item.rpartition(b',"name":')
+    return head + b',"name":"Gate \\ud83d"}'
 
 
 def bad_item(kind: str, serial: int, day_start: int) -> bytes:

@@ -22,6 +22,7 @@ from nova_pipeline.api import (
     RetriesExhausted,
     RetryPolicy,
     TooManyPagesError,
+    UnreadableBodyError,
 )
 from tests.conftest import DAY
 
@@ -137,6 +138,23 @@ def test_ignore_page_raises_a_clear_error_instead_of_looping(start_simulator):
     sim = start_simulator(faults={"ignore_page": 1.0})
     with pytest.raises(PageIgnoredError, match="ignored the page number"):
         fetch(sim)
+
+
+def test_a_name_cut_inside_an_emoji_fails_at_once_saying_where(start_simulator):
+    """A lone surrogate escape is the same on every retry: no retries, and the error says
+    what and where instead of msgspec's "Input data was truncated"."""
+    sim = start_simulator(faults={"lone_surrogate": 1.0})
+    with client_for(sim) as client, pytest.raises(UnreadableBodyError) as error:
+        client.fetch_page(DAY, DAY, "all", 0)
+    text = DAY.strftime("%d-%m-%Y")
+    served = httpx.post(
+        f"{sim.api_url}/report/call_sms",
+        json={"filter": {"start": text, "end": text}, "select": ["all"], "page": 0, "size": 100},
+    ).content
+    at = served.index(rb"\ud83d")
+    assert f"lone UTF-16 surrogate escape, \\ud83d at byte {at}" in str(error.value)
+    assert '"page":0' in str(error.value)
+    assert client.stats.requests == 1
 
 
 def test_page_cap_stops_a_runaway_query(simulator):
