@@ -254,13 +254,11 @@ class NovaClient:
         try:
             envelope, conforms = _decode(response.content)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            lone = LONE_SURROGATE.search(response.content)
-            if lone:
+            problem = _not_unicode(response.content)
+            if problem:
                 raise UnreadableBodyError(
-                    f"the body for {request.fingerprint} holds a lone UTF-16 surrogate escape, "
-                    f"{lone['escape'].decode()} at byte {lone.start('escape')} (a string cut "
-                    "inside a character, such as an emoji): it is not Unicode, and no reader "
-                    "here can take the page; the provider must send that string whole"
+                    f"the body for {request.fingerprint} holds {problem}: no reader here can "
+                    "take the page, and every retry gets the same"
                 ) from exc
             return _Retry(f"invalid JSON body ({exc})")
         if envelope.code != 200:
@@ -278,6 +276,29 @@ LONE_SURROGATE = re.compile(
 """A UTF-16 surrogate escape without its other half (not after an escaped backslash): valid
 JSON to some writers (JavaScript's), but no Unicode, and a body msgspec and DuckDB refuse.
 Sought only in a body that failed to decode, where it tells a page no retry can mend."""
+
+
+def _not_unicode(body: bytes) -> str | None:
+    """What in a body that failed to decode is not Unicode, and where; None when nothing is
+    (a body cut short ends in a partial character: that one a retry can mend)."""
+    try:
+        body.decode()
+    except UnicodeDecodeError as error:
+        if error.reason != "unexpected end of data":
+            return (
+                f"bytes that are not UTF-8, {body[error.start : error.start + 4]!r} at byte "
+                f"{error.start} (text in another encoding, such as windows-1251?); the "
+                "provider must send UTF-8"
+            )
+    lone = LONE_SURROGATE.search(body)
+    if lone:
+        return (
+            f"a lone UTF-16 surrogate escape, {lone['escape'].decode()} at byte "
+            f"{lone.start('escape')} (a string cut inside a character, such as an emoji); "
+            "the provider must send that string whole"
+        )
+    return None
+
 
 _CONFORMING = msgspec.json.Decoder(ConformingEnvelope)
 _ANY = msgspec.json.Decoder(Envelope)

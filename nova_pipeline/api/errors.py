@@ -24,8 +24,8 @@ class ApiResponseError(NovaApiError):
 
 
 class UnreadableBodyError(NovaApiError):
-    """A body no retry can mend: it holds a lone UTF-16 surrogate escape, which is not
-    Unicode, so neither msgspec nor DuckDB can read it."""
+    """A body no retry can mend: it holds bytes that are not UTF-8, or a lone UTF-16
+    surrogate escape, neither of them Unicode, so neither msgspec nor DuckDB can read it."""
 
 
 class PageIgnoredError(NovaApiError):

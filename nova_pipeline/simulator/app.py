@@ -23,10 +23,12 @@ from nova_pipeline.simulator.faults import (
     BAD_ITEM_KINDS,
     DAY_OVERLAP_ITEMS,
     EXTRA_FIELD,
+    LONE_SURROGATE_NAME,
+    WINDOWS_1251_NAME,
     Faults,
     bad_item,
-    cut_name,
     pretty,
+    renamed,
 )
 
 API_PATH = "/api/report/call_sms"
@@ -186,7 +188,9 @@ class Simulator:
         if chosen and faults.hits("bad_items", query.key, page):
             chosen = chosen + self._bad_items(query, page)
         if chosen and faults.hits("lone_surrogate", query.key, page):
-            chosen = [*chosen[:-1], cut_name(chosen[-1])]
+            chosen = [*chosen[:-1], renamed(chosen[-1], LONE_SURROGATE_NAME)]
+        if chosen and faults.hits("windows_1251", query.key, page):
+            chosen = [*chosen[:-1], renamed(chosen[-1], WINDOWS_1251_NAME)]
         if chosen and faults.hits("pretty_json", query.key, page):
             return pretty(chosen)
         return b'{"code":200,"message":"OK","result":{"items":[' + b",".join(chosen) + b"]}}"

@@ -3,8 +3,8 @@
 Transport faults (429, 5xx, slow, disconnect, truncated body) depend on how many times the
 same request was already made, so a retry can succeed. Content faults (bad items,
 duplicates, a day that overlaps the one before, an ignored page number, schema drift, a
-body laid out over many lines, a name cut inside an emoji) depend only on the request, so
-every retry of a page sees the same content.
+body laid out over many lines, a name cut inside an emoji or not in UTF-8) depend only on
+the request, so every retry of a page sees the same content.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ FAULTS = (
     "extra_fields",
     "pretty_json",
     "lone_surrogate",
+    "windows_1251",
 )
 DEFAULT_RATES = {
     "rate_limit": 0.1,
@@ -39,6 +40,7 @@ DEFAULT_RATES = {
     "extra_fields": 0.2,
     "pretty_json": 0.5,
     "lone_surrogate": 0.05,
+    "windows_1251": 0.05,
 }
 
 BAD_ITEM_KINDS = (
@@ -117,11 +119,17 @@ def pretty(items: list[bytes]) -> bytes:
     )
 
 
-def cut_name(item: bytes) -> bytes:
-    """`lone_surrogate`: the item's SIM name cut inside an emoji, as a UTF-16 writer
-    (JavaScript's `JSON.stringify`) leaves it: the high half of the pair, escaped, alone."""
+LONE_SURROGATE_NAME = b'"Gate \\ud83d"'
+"""`lone_surrogate`: a SIM name cut inside an emoji, as a UTF-16 writer (JavaScript's
+`JSON.stringify`) leaves it: the high half of the pair, escaped, alone."""
+WINDOWS_1251_NAME = '"Поезд-7"'.encode("cp1251")
+"""`windows_1251`: a Cyrillic SIM name sent in the legacy Russian encoding, not UTF-8."""
+
+
+def renamed(item: bytes, name: bytes) -> bytes:
+    """The item with its SIM name (its last field) replaced by the JSON bytes `name`."""
     head, _, _ = item.rpartition(b',"name":')
-    return head + b',"name":"Gate \\ud83d"}'
+    return head + b',"name":' + name + b"}"
 
 
 def bad_item(kind: str, serial: int, day_start: int) -> bytes:

@@ -24,6 +24,7 @@ from nova_pipeline.api import (
     TooManyPagesError,
     UnreadableBodyError,
 )
+from nova_pipeline.api.client import _not_unicode
 from tests.conftest import DAY
 
 FAST_RETRY = RetryPolicy(max_attempts=30, deadline_s=60, backoff_base_s=0.01, backoff_cap_s=0.05)
@@ -140,10 +141,18 @@ def test_ignore_page_raises_a_clear_error_instead_of_looping(start_simulator):
         fetch(sim)
 
 
-def test_a_name_cut_inside_an_emoji_fails_at_once_saying_where(start_simulator):
-    """A lone surrogate escape is the same on every retry: no retries, and the error says
-    what and where instead of msgspec's "Input data was truncated"."""
-    sim = start_simulator(faults={"lone_surrogate": 1.0})
+@pytest.mark.parametrize(
+    ("fault", "found", "said"),
+    [
+        ("lone_surrogate", rb"\ud83d", "a lone UTF-16 surrogate escape, \\ud83d at byte {at}"),
+        ("windows_1251", b"\xcf", "bytes that are not UTF-8, b'\\xcf\\xee\\xe5\\xe7' at byte {at}"),
+    ],
+)
+def test_a_name_not_in_unicode_fails_at_once_saying_where(start_simulator, fault, found, said):
+    """A name cut inside an emoji, or sent in windows-1251, is the same on every retry: no
+    retries, and the error says what and where (msgspec's own words for the first were
+    "Input data was truncated")."""
+    sim = start_simulator(faults={fault: 1.0})
     with client_for(sim) as client, pytest.raises(UnreadableBodyError) as error:
         client.fetch_page(DAY, DAY, "all", 0)
     text = DAY.strftime("%d-%m-%Y")
@@ -151,10 +160,19 @@ def test_a_name_cut_inside_an_emoji_fails_at_once_saying_where(start_simulator):
         f"{sim.api_url}/report/call_sms",
         json={"filter": {"start": text, "end": text}, "select": ["all"], "page": 0, "size": 100},
     ).content
-    at = served.index(rb"\ud83d")
-    assert f"lone UTF-16 surrogate escape, \\ud83d at byte {at}" in str(error.value)
+    assert said.format(at=served.index(found)) in str(error.value)
     assert '"page":0' in str(error.value)
     assert client.stats.requests == 1
+
+
+def test_a_body_cut_short_inside_a_character_is_left_to_the_retries():
+    """A body cut short may end inside a UTF-8 character (here "П", 0xd0 0x9f): a retry can
+    mend that one, so it is not called unreadable; a wrong byte before the end is."""
+    cut = '{"items":[{"name":"П'.encode()[:-1]
+    assert _not_unicode(cut) is None
+    assert _not_unicode(cut + b'x"}]}').startswith(
+        "bytes that are not UTF-8, b'\\xd0x\"}' at byte 19"
+    )
 
 
 def test_page_cap_stops_a_runaway_query(simulator):
