@@ -39,6 +39,12 @@ log = logging.getLogger(__name__)
 class _Retry(NamedTuple):
     reason: str
     retry_after_s: float | None = None
+    connected: bool = True
+
+
+NOT_CONNECTED = (httpx.ConnectError, httpx.ConnectTimeout)
+"""Transport errors raised before any server took the connection: only these question the
+URL. A dropped or timed-out exchange (RemoteProtocolError, ReadTimeout) reached a server."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,7 @@ class NovaClient:
         policy = self.config.retry
         deadline = time.monotonic() + policy.deadline_s
         reasons: list[str] = []
+        connected = False
         for attempt in range(1, policy.max_attempts + 1):
             self.stats.requests += 1
             outcome = self._attempt(request)
@@ -194,7 +201,8 @@ class NovaClient:
                     attempts=attempt,
                     retry_reasons=tuple(reasons),
                 )
-            reason, retry_after = outcome
+            reason, retry_after, reached = outcome
+            connected = connected or reached
             reasons.append(reason)
             self.stats.by_reason[reason] += 1
             if attempt == policy.max_attempts:
@@ -218,13 +226,12 @@ class NovaClient:
                 reason,
             )
             time.sleep(wait)
-        unreachable = all(r.startswith(("connection error", "timeout")) for r in reasons)
         raise RetriesExhausted(
             f"{request.fingerprint}: gave up after {policy.max_attempts} attempts "
             f"(NOVA_MAX_ATTEMPTS); reasons: {', '.join(reasons)}"
             + (
                 f". Is NOVA_API_URL ({self.endpoint.api_url}) right and reachable?"
-                if unreachable
+                if not connected
                 else ""
             )
         )
@@ -234,10 +241,11 @@ class NovaClient:
         fetched_at = dt.datetime.now(dt.UTC)
         try:
             response = self.endpoint.post(msgspec.json.encode(request.body))
-        except httpx.TimeoutException as exc:
-            return _Retry(f"timeout ({type(exc).__name__})")
         except httpx.TransportError as exc:
-            return _Retry(f"connection error ({type(exc).__name__})")
+            kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection error"
+            return _Retry(
+                f"{kind} ({type(exc).__name__})", connected=not isinstance(exc, NOT_CONNECTED)
+            )
         status = response.status_code
         if status in RETRYABLE_STATUS:
             return _Retry(f"HTTP {status}", parse_retry_after(response.headers.get("Retry-After")))

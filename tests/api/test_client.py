@@ -420,3 +420,19 @@ def test_the_url_is_questioned_only_when_no_attempt_reached_the_server():
     ):
         client.fetch_page(DAY, DAY, "all", 0)
     assert "NOVA_API_URL" not in str(error.value)
+
+
+@pytest.mark.parametrize("fault", ["disconnect", "slow"])
+def test_a_server_that_drops_or_stalls_every_answer_is_not_called_unreachable(
+    start_simulator, fault
+):
+    sim = start_simulator(faults={fault: 1.0}, slow_seconds=1.0)
+    retry = RetryPolicy(max_attempts=3, deadline_s=30, backoff_base_s=0.01, backoff_cap_s=0.01)
+    expected = {"disconnect": "connection error (RemoteProtocolError)", "slow": "ReadTimeout"}
+    with (
+        client_for(sim, retry=retry, read_timeout=0.3) as client,
+        pytest.raises(RetriesExhausted, match=r"gave up after 3 attempts") as error,
+    ):
+        client.fetch_page(DAY, DAY, "all", 0)
+    assert str(error.value).count(expected[fault]) == 3
+    assert "NOVA_API_URL" not in str(error.value)
