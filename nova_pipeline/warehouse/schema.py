@@ -59,8 +59,9 @@ TABLES: dict[str, list[Column]] = {
         Column(
             "conforms",
             "BOOLEAN",
-            "Every item met the contract on arrival (else the page is in a "
-            "`.nonconforming` file and its items were judged rule by rule)",
+            "The client's check passed every item on arrival (else the page is in a "
+            "`.nonconforming` file and its items were judged rule by rule). A key sent "
+            "twice passes that check; DuckDB's read of the page catches it",
             nullable=True,
         ),
     ],
