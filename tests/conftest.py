@@ -217,6 +217,7 @@ def bad_item_reason(kind: str, item: dict) -> str:
         "sid_beyond_int64": f"sid: {item.get('sid')} is beyond a 64-bit integer",
         "date_in_milliseconds": f"date: {item.get('date')} is not a time in the years 1-9999",
         "duplicate_key": "session_cost: sent more than once",
+        "cost_not_finite": "session_cost: expected a number, got NaN",
     }[kind]
 
 

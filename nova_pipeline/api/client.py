@@ -27,7 +27,13 @@ from nova_pipeline.api.errors import (
     TooManyPagesError,
     UnreadableBodyError,
 )
-from nova_pipeline.api.models import ConformingEnvelope, Envelope, Page, PageRequest
+from nova_pipeline.api.models import (
+    ConformingEnvelope,
+    Envelope,
+    Page,
+    PageRequest,
+    with_finite_stand_ins,
+)
 from nova_pipeline.api.retry import RETRYABLE_STATUS, RetryPolicy, parse_retry_after, retry_delay
 
 ENDPOINT = "/report/call_sms"
@@ -268,7 +274,10 @@ class NovaClient:
                     f"the body for {request.fingerprint} holds {problem}: no reader here can "
                     "take the page, and every retry gets the same"
                 ) from exc
-            return _Retry(f"invalid JSON body ({exc})")
+            envelope = _with_non_finite_numbers(response.content)
+            if envelope is None:
+                return _Retry(f"invalid JSON body ({exc})")
+            conforms = False
         if envelope.code != 200:
             raise ApiResponseError(
                 f"body code {envelope.code} for {request.fingerprint}: {envelope.message}"
@@ -320,6 +329,19 @@ def _decode(body: bytes) -> tuple[ConformingEnvelope | Envelope, bool]:
         return _CONFORMING.decode(body), True
     except msgspec.ValidationError:
         return _ANY.decode(body), False
+
+
+def _with_non_finite_numbers(body: bytes) -> Envelope | None:
+    """The envelope of a body that is JSON but for NaN / ±Infinity literals, None for any
+    other body. Such a page is taken as nonconforming: DuckDB reads those literals, and the
+    rules quarantine the items that hold one, where retrying would fail the day for good."""
+    readable = with_finite_stand_ins(body)
+    if readable is None:
+        return None
+    try:
+        return _ANY.decode(readable)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 def _server_message(body: bytes) -> str:

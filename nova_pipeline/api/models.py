@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
@@ -65,6 +67,31 @@ class ConformingEnvelope(msgspec.Struct, gc=False):
     result: _ConformingResult | None = None
 
 
+NON_FINITE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"' rb"|(?<=[\s:,\[])(-?Infinity|NaN)(?=[\s,\]}])")
+"""A JSON string, matched whole to be skipped, or a NaN / ±Infinity literal standing as a
+value: not JSON, but what Python's `json.dumps` writes for a float that is not finite, and
+what DuckDB's reader takes (as a double), so the rules can judge an item holding one."""
+
+
+def with_finite_stand_ins(body: bytes) -> bytes | None:
+    """`body` with each NaN / ±Infinity literal (outside strings) replaced by a zero of the
+    same length, so that msgspec can count and split the items and every offset holds; None
+    when it has none. Only for reading the envelope: the page is landed as sent."""
+    found = False
+
+    def stand_in(match: re.Match[bytes]) -> bytes:
+        nonlocal found
+        literal = match[1]
+        if literal is None:
+            return match[0]
+        found = True
+        sign = b"-" if literal.startswith(b"-") else b""
+        return sign + b"0e" + b"0" * (len(literal) - len(sign) - 2)
+
+    replaced = NON_FINITE.sub(stand_in, body)
+    return replaced if found else None
+
+
 @dataclass(frozen=True)
 class PageRequest:
     """What was asked, without secrets: enough to repeat the request exactly."""
@@ -93,11 +120,18 @@ class Page:
     attempts: int
     retry_reasons: tuple[str, ...] = ()
 
-    def raw_items(self) -> list[msgspec.Raw]:
+    def raw_items(self) -> list[bytes]:
         """Each item as its verbatim JSON (for tests and small tools, not the hot path)."""
-        envelope = msgspec.json.decode(self.body, type=Envelope)
-        return envelope.result.items if envelope.result else []
+        readable = with_finite_stand_ins(self.body) or self.body
+        envelope = msgspec.json.decode(readable, type=Envelope)
+        items, end = [], 0
+        for raw in envelope.result.items if envelope.result else []:
+            start = readable.index(bytes(raw), end)
+            end = start + len(raw)
+            items.append(self.body[start:end])
+        return items
 
-    def decoded_items(self) -> list[dict[str, Any]]:
-        """The items as Python dicts (for tests and small tools, not the hot path)."""
-        return [msgspec.json.decode(raw) for raw in self.raw_items()]
+    def decoded_items(self) -> list[Any]:
+        """The items as Python objects (for tests and small tools, not the hot path), read
+        by Python's reader, which takes NaN and ±Infinity too."""
+        return [json.loads(raw) for raw in self.raw_items()]

@@ -54,6 +54,7 @@ BAD_ITEM_KINDS = (
     "sid_beyond_int64",
     "date_in_milliseconds",
     "duplicate_key",
+    "cost_not_finite",
 )
 DAY_OVERLAP_ITEMS = 3
 """`day_overlap`: the first page of a day also serves the account's last items of the day
@@ -164,6 +165,8 @@ def bad_item(kind: str, serial: int, day_start: int) -> bytes:
         good["date"] = b'"date":%d' % ((day_start + 3600) * 1000)
     elif kind == "duplicate_key":
         good["session_cost"] = b'"session_cost":0.05,"session_cost":0.5'
+    elif kind == "cost_not_finite":
+        good["session_cost"] = b'"session_cost":NaN'  # Python's json.dumps of float("nan")
     else:
         raise ValueError(kind)
     return b"{" + b",".join([*good.values(), sim]) + b"}"

@@ -82,6 +82,10 @@ COST_TEXT = "CAST(f.session_cost AS VARCHAR)"
 significant digits. The DECIMAL is parsed from these digits, rounded once, to the
 micro-euro, as on the fast path."""
 
+NON_FINITE = "('NaN', 'Infinity', '-Infinity')"
+"""Literals the client lets through to the rules (`api.models.NON_FINITE`); DuckDB reads
+them as doubles."""
+
 REASON = f"""CASE WHEN json_type(item) IS DISTINCT FROM 'OBJECT'
 THEN 'item: expected an object, got ' || coalesce(lower(json_type(item)), 'null')
 ELSE NULLIF(concat_ws('; ',
@@ -94,7 +98,9 @@ ELSE NULLIF(concat_ws('; ',
          THEN 'type: unknown value ' || (f.type->>'$') END,
     {_must("to_number", "('VARCHAR')", "a string")},
     {_must("session_cost", NUMBER, "a number")},
-    CASE WHEN json_type(f.session_cost) IN {NUMBER}
+    CASE WHEN {COST_TEXT} IN {NON_FINITE}
+         THEN 'session_cost: expected a number, got ' || {COST_TEXT}
+         WHEN json_type(f.session_cost) IN {NUMBER}
           AND TRY_CAST({COST_TEXT} AS {COST}) IS NULL
          THEN 'session_cost: not representable as {COST}'
          WHEN json_type(f.session_cost) IN {NUMBER} AND TRY_CAST(f.session_cost AS DOUBLE) < 0
@@ -110,12 +116,13 @@ ELSE NULLIF(concat_ws('; ',
         lambda k: k || ': sent more than once'), '; '), '')
 ), '') END"""
 """Every contract rule the item breaks, or NULL when it breaks none; an item that is not an
-object breaks the one rule that says so, not each field's. A field that is JSON
-null comes out of `json_transform` as SQL NULL, as a missing one does: `_must` tells the
-two apart for the required fields; a null or missing `name` breaks no rule. A cost's sign
-is judged before rounding: -0.0000004 is negative, though it rounds to 0.000000. A key
-sent twice in one item makes it ambiguous (JSON readers differ on which value wins:
-`json_transform` keeps the first, msgspec the last), so it is a broken rule too."""
+object breaks the one rule that says so, not each field's. A field that is JSON null
+comes out of `json_transform` as SQL NULL, as a missing one does: `_must` tells the two
+apart for the required fields; a null or missing `name` breaks no rule. A cost of NaN or
+±Infinity is named as such, not as too large. A cost's sign is judged before rounding:
+-0.0000004 is negative, though it rounds to 0.000000. A key sent twice in one item makes
+it ambiguous (JSON readers differ on which value wins: `json_transform` keeps the first,
+msgspec the last), so it is a broken rule too."""
 
 NONCONFORMING_ITEMS = f"""
 SELECT day, selector, page, unnest(body.result.items) AS item

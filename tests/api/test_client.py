@@ -25,6 +25,7 @@ from nova_pipeline.api import (
     UnreadableBodyError,
 )
 from nova_pipeline.api.client import _not_unicode
+from nova_pipeline.api.models import with_finite_stand_ins
 from tests.conftest import DAY
 
 FAST_RETRY = RetryPolicy(max_attempts=30, deadline_s=60, backoff_base_s=0.01, backoff_cap_s=0.05)
@@ -76,6 +77,42 @@ def test_group_selector_returns_only_the_groups_sims(simulator):
     pages, _ = fetch(simulator, selector="g_2")
     members = simulator.simulator.dataset.sim_ids_in_group(2)
     assert {i["id"] for p in pages for i in p.decoded_items()} == members
+
+
+def test_a_page_with_a_nan_cost_is_taken_at_once_for_the_rules_to_judge(start_simulator):
+    """NaN is what Python's `json.dumps` writes for a float that is not finite. msgspec
+    refuses it as malformed JSON: the page was once retried as a broken body, then failed
+    the day on every pull."""
+    faulty = start_simulator(faults={"bad_items": 1.0})
+    pages, client = fetch(faulty, page_size=50)
+    made = faulty.simulator.injected_bad_items.values()
+    nans = sum(kind == "cost_not_finite" for injected in made for kind, _ in injected)
+    with_nan = [p for p in pages if b'"session_cost":NaN' in p.body]
+    assert nans and len(with_nan) <= nans
+    assert client.stats.retries == 0
+    assert all(not p.conforms and p.attempts == 1 for p in with_nan)
+    assert [p.item_count for p in with_nan] == [len(p.decoded_items()) for p in with_nan]
+    costs = [i["session_cost"] for p in with_nan for i in p.decoded_items()]
+    assert sum(cost != cost for cost in costs) == nans
+
+
+@pytest.mark.parametrize(
+    ("body", "readable"),
+    [
+        (b'{"a":NaN}', b'{"a":0e0}'),
+        (b'{"a": -Infinity ,"b":[NaN,Infinity]}', b'{"a": -0e000000 ,"b":[0e0,0e000000]}'),
+        (b'{"a":"\\\\","b":NaN}', b'{"a":"\\\\","b":0e0}'),
+        (b'{"NaN":"x NaN","b":"\\"NaN"}', None),
+        (b'{"a":-NaN}', None),
+        (b'{"a":1NaN}', None),
+        (b'{"a":NaNa}', None),
+    ],
+)
+def test_only_non_finite_literals_standing_as_values_get_stand_ins(body, readable):
+    """Never inside a string (a key, a name, after an escaped quote), never a form Python's
+    reader and DuckDB's would not take alike; offsets kept."""
+    assert with_finite_stand_ins(body) == readable
+    assert readable is None or len(readable) == len(body)
 
 
 @pytest.mark.parametrize(

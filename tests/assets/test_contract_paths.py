@@ -89,7 +89,7 @@ ITEMS = {
 def conforms(item: bytes) -> bool:
     try:
         msgspec.json.decode(item, type=Item)
-    except msgspec.ValidationError:
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return False
     return True
 

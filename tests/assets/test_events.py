@@ -160,6 +160,17 @@ def test_a_high_reject_share_blocks_the_rollups(make_pipeline):
     }
 
 
+def on_every_page(pipeline, kind: str, page_size: int = 100) -> None:
+    """One bad item of `kind` on every page of every pull of DAY, none other."""
+    tz = pipeline.sim.simulator.dataset.tz
+    day_start = int(dt.datetime.combine(DAY, dt.time(), tz).timestamp())
+    for n, pull in enumerate(["all", "g_1", "g_2", "g_3"]):
+        for page in range(100):
+            key = ((DAY, DAY, (pull,), page_size), page)
+            made = [(kind, bad_item(kind, n * 1000 + page, day_start))]
+            pipeline.sim.simulator.injected_bad_items[key] = made
+
+
 def test_a_key_sent_twice_on_pages_the_client_passed_is_quarantined_and_the_day_loads(
     make_pipeline,
 ):
@@ -169,14 +180,7 @@ def test_a_key_sent_twice_on_pages_the_client_passed_is_quarantined_and_the_day_
     clean = make_pipeline()
     clean.run(DAY_KEY)
     faulty = make_pipeline(faults={"bad_items": 1.0})
-    day_start = int(
-        dt.datetime.combine(DAY, dt.time(), faulty.sim.simulator.dataset.tz).timestamp()
-    )
-    for n, pull in enumerate(["all", "g_1", "g_2", "g_3"]):
-        for page in range(100):
-            item = bad_item("duplicate_key", n * 1000 + page, day_start)
-            key = ((DAY, DAY, (pull,), 100), page)
-            faulty.sim.simulator.injected_bad_items[key] = [("duplicate_key", item)]
+    on_every_page(faulty, "duplicate_key")
     result = faulty.run(DAY_KEY)
 
     assert result.success
@@ -194,6 +198,33 @@ def test_a_key_sent_twice_on_pages_the_client_passed_is_quarantined_and_the_day_
     assert check_evaluation(result, "group_sids_in_account_pull").passed
     warned = [m for m in run_logs(faulty, result) if 'has duplicate key "session_cost"' in m]
     assert len(warned) == 3, "the events, the membership and the group check each fell back"
+
+
+def test_a_nan_cost_on_every_page_is_quarantined_and_the_day_loads(make_pipeline):
+    """NaN is not JSON, but what Python's `json.dumps` writes for a float that is not
+    finite: the client once retried such a page as broken until the day failed, on every
+    pull. Now the pages land as sent, the rules quarantine the items (of the group pulls
+    too, as they judge nonconforming pages), and every total is the clean run's."""
+    clean = make_pipeline(page_size=250)  # a bad item a page: under 1% of the items
+    clean.run(DAY_KEY)
+    faulty = make_pipeline(faults={"bad_items": 1.0}, page_size=250)
+    on_every_page(faulty, "cost_not_finite", page_size=250)
+    result = faulty.run(DAY_KEY)
+
+    assert result.success
+    pages = dict(faulty.sql("SELECT selector, count(*) FROM call_sms_raw_pages GROUP BY ALL"))
+    nonconforming = "SELECT selector, count(*) FROM call_sms_raw_pages WHERE NOT conforms"
+    assert dict(faulty.sql(f"{nonconforming} GROUP BY ALL")) == {
+        pull: count - 1 for pull, count in pages.items()
+    }, "every page but each pull's closing empty one"
+    assert faulty.sql(
+        "SELECT reason, item->>'$.session_cost', count(*) FROM call_sms_rejects GROUP BY ALL"
+    ) == [("session_cost: expected a number, got NaN", "NaN", sum(pages.values()) - len(pages))]
+    for table in ("call_sms_events", "sim_daily_cost", "sim_group_membership", "group_daily_cost"):
+        assert faulty.sql(f"SELECT * FROM {table} ORDER BY ALL") == clean.sql(
+            f"SELECT * FROM {table} ORDER BY ALL"
+        ), table
+    assert check_evaluation(result, "group_sids_in_account_pull").passed
 
 
 def test_duplicate_items_across_pages_are_collapsed_and_counted(make_pipeline):
