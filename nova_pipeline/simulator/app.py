@@ -21,6 +21,7 @@ import numpy as np
 from nova_pipeline.simulator.dataset import Dataset, FleetSpec
 from nova_pipeline.simulator.faults import (
     BAD_ITEM_KINDS,
+    BYTE_ORDER_MARK,
     DAY_OVERLAP_ITEMS,
     EXTRA_FIELD,
     LONE_SURROGATE_NAME,
@@ -192,8 +193,12 @@ class Simulator:
         if chosen and faults.hits("windows_1251", query.key, page):
             chosen = [*chosen[:-1], renamed(chosen[-1], WINDOWS_1251_NAME)]
         if chosen and faults.hits("pretty_json", query.key, page):
-            return pretty(chosen)
-        return b'{"code":200,"message":"OK","result":{"items":[' + b",".join(chosen) + b"]}}"
+            body = pretty(chosen)
+        else:
+            body = b'{"code":200,"message":"OK","result":{"items":[' + b",".join(chosen) + b"]}}"
+        if faults.hits("byte_order_mark", query.key):
+            body = BYTE_ORDER_MARK + body
+        return body
 
     def _end_of_day_before(self, query: Query) -> list[bytes]:
         """The account's last items of the day before the query's, those of the selected SIMs:
@@ -308,6 +313,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         if faults.hits("malformed_json", *key):
             payload = payload[: len(payload) // 2]
+        if faults.hits("wrong_encoding", *key):
+            self._send(200, payload, {"Content-Encoding": "gzip"})  # a proxy's mislabel
+            return
         self._send(200, payload)
 
     def _send_head(self, status: int, length: int, headers: dict[str, str] | None = None) -> None:

@@ -1,10 +1,11 @@
 """Faults switched on by name, each with a rate, decided deterministically under the seed.
 
-Transport faults (429, 5xx, slow, disconnect, truncated body) depend on how many times the
-same request was already made, so a retry can succeed. Content faults (bad items,
-duplicates, a day that overlaps the one before, an ignored page number, schema drift, a
-body laid out over many lines, a name cut inside an emoji or not in UTF-8) depend only on
-the request, so every retry of a page sees the same content.
+Transport faults (429, 5xx, slow, disconnect, truncated body, a body labelled gzip but
+not compressed) depend on how many times the same request was already made, so a retry
+can succeed. Content faults (bad items, duplicates, a day that overlaps the one before, an
+ignored page number, schema drift, a body laid out over many lines, a name cut inside an
+emoji or not in UTF-8, a byte order mark) depend only on the request, so every retry of a
+page sees the same content.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ FAULTS = (
     "slow",
     "disconnect",
     "malformed_json",
+    "wrong_encoding",
     "bad_items",
     "duplicates",
     "day_overlap",
@@ -26,6 +28,7 @@ FAULTS = (
     "pretty_json",
     "lone_surrogate",
     "windows_1251",
+    "byte_order_mark",
 )
 DEFAULT_RATES = {
     "rate_limit": 0.1,
@@ -33,6 +36,7 @@ DEFAULT_RATES = {
     "slow": 0.05,
     "disconnect": 0.05,
     "malformed_json": 0.05,
+    "wrong_encoding": 0.05,
     "bad_items": 0.2,
     "duplicates": 0.2,
     "day_overlap": 1.0,
@@ -41,6 +45,7 @@ DEFAULT_RATES = {
     "pretty_json": 0.5,
     "lone_surrogate": 0.05,
     "windows_1251": 0.05,
+    "byte_order_mark": 1.0,
 }
 
 BAD_ITEM_KINDS = (
@@ -125,6 +130,11 @@ LONE_SURROGATE_NAME = b'"Gate \\ud83d"'
 `JSON.stringify`) leaves it: the high half of the pair, escaped, alone."""
 WINDOWS_1251_NAME = '"Поезд-7"'.encode("cp1251")
 """`windows_1251`: a Cyrillic SIM name sent in the legacy Russian encoding, not UTF-8."""
+
+BYTE_ORDER_MARK = b"\xef\xbb\xbf"
+"""`byte_order_mark`: UTF-8's byte order mark before the body, as a server whose source
+file or template was saved "UTF-8 with BOM" (a classic of PHP) sends it. JSON forbids
+sending one and lets a reader ignore it (RFC 8259, section 8.1)."""
 
 
 def renamed(item: bytes, name: bytes) -> bytes:

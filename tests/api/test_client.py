@@ -79,6 +79,18 @@ def test_group_selector_returns_only_the_groups_sims(simulator):
     assert {i["id"] for p in pages for i in p.decoded_items()} == members
 
 
+def test_a_byte_order_mark_before_every_body_is_dropped_and_nothing_else(
+    start_simulator, simulator
+):
+    """JSON forbids sending one and lets a reader ignore it; msgspec and DuckDB refuse a
+    body that starts with it, so a server that sends it once failed every pull."""
+    pages, client = fetch(start_simulator(faults={"byte_order_mark": 1.0}))
+    reference, _ = fetch(simulator)
+    assert [p.body for p in pages] == [p.body for p in reference]
+    assert [p.conforms for p in pages] == [True] * len(pages)
+    assert client.stats.retries == 0
+
+
 def test_a_page_with_a_nan_cost_is_taken_at_once_for_the_rules_to_judge(start_simulator):
     """NaN is what Python's `json.dumps` writes for a float that is not finite. msgspec
     refuses it as malformed JSON: the page was once retried as a broken body, then failed
@@ -116,7 +128,8 @@ def test_only_non_finite_literals_standing_as_values_get_stand_ins(body, readabl
 
 
 @pytest.mark.parametrize(
-    "fault", ["rate_limit", "server_error", "slow", "disconnect", "malformed_json"]
+    "fault",
+    ["rate_limit", "server_error", "slow", "disconnect", "malformed_json", "wrong_encoding"],
 )
 def test_each_transport_fault_is_retried_to_the_same_items(start_simulator, simulator, fault):
     faulty = start_simulator(faults={fault: 0.4}, retry_after=0, slow_seconds=1.0)
@@ -135,6 +148,7 @@ def test_all_faults_but_ignore_page_give_exactly_the_fault_free_items(start_simu
             "slow": 0.1,
             "disconnect": 0.1,
             "malformed_json": 0.1,
+            "wrong_encoding": 0.1,
             "bad_items": 0.3,
             "duplicates": 0.3,
         },
@@ -157,7 +171,14 @@ def test_all_faults_but_ignore_page_give_exactly_the_fault_free_items(start_simu
     assert len(valid) > len({i["sid"] for i in valid}), "duplicates were served"
     assert {i["sid"]: i["session_cost"] for i in valid} == costs_by_sid(reference)
     reasons = " ".join(client.stats.by_reason)
-    for reason in ("HTTP 429", "HTTP 50", "timeout", "connection error", "invalid JSON"):
+    for reason in (
+        "HTTP 429",
+        "HTTP 50",
+        "timeout",
+        "connection error",
+        "invalid JSON",
+        "body not in its Content-Encoding",
+    ):
         assert reason in reasons
 
 

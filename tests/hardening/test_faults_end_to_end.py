@@ -14,9 +14,11 @@ TRANSPORT_AND_CONTENT = {
     "slow": 0.05,
     "disconnect": 0.08,
     "malformed_json": 0.08,
+    "wrong_encoding": 0.08,
     "bad_items": 0.3,
     "duplicates": 0.3,
     "pretty_json": 0.5,
+    "byte_order_mark": 1.0,
 }
 TABLES = ["call_sms_events", "sim_daily_cost", "group_daily_cost", "sim_group_membership"]
 
@@ -72,6 +74,7 @@ def test_all_faults_at_once_give_the_fault_free_numbers(make_pipeline):
     assert any(r.startswith("timeout") for r in reasons)
     assert any(r.startswith("connection error") for r in reasons)
     assert any(r.startswith("invalid JSON") for r in reasons)
+    assert any(r.startswith("body not in its Content-Encoding") for r in reasons)
     assert any(r.startswith("HTTP 50") for r in reasons)
     assert events["duplicates_collapsed"].value > 0
     # A body laid out over lines (CRLF) is landed as one line, values unchanged.
@@ -82,6 +85,7 @@ def test_all_faults_at_once_give_the_fault_free_numbers(make_pipeline):
     ]
     assert len(landed) == faulty.sql("SELECT count(*) FROM call_sms_raw_pages")[0][0]
     assert any(b'"items": [' in line for line in landed), "no page came pretty-printed"
+    assert not [line for line in landed if b"\xef\xbb\xbf" in line], "a byte order mark landed"
     # Every page is kept, the closing empty ones too: the retries of each are on its row.
     retried_pages = faulty.sql("SELECT sum(attempts - 1) FROM call_sms_raw_pages")[0][0]
     assert retried_pages == raw["retries"].value > 0

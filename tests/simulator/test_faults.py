@@ -33,6 +33,24 @@ def test_disconnect_closes_mid_body(start_simulator):
         post(sim, query("18-11-2026"))
 
 
+def test_wrong_encoding_labels_a_plain_body_gzip(start_simulator, simulator):
+    sim = start_simulator(faults={"wrong_encoding": 1.0})
+    with pytest.raises(httpx.DecodingError):
+        post(sim, query("18-11-2026"))
+    with httpx.stream("POST", f"{sim.api_url}/report/call_sms", json=query("18-11-2026")) as r:
+        assert r.headers["Content-Encoding"] == "gzip"
+        assert b"".join(r.iter_raw()) == post(simulator, query("18-11-2026")).content
+
+
+def test_byte_order_mark_precedes_every_body_of_the_same_json(start_simulator, simulator):
+    sim = start_simulator(faults={"byte_order_mark": 1.0})
+    for page in (0, 1):
+        plain = post(simulator, query("18-11-2026", page=page, size=400)).content
+        assert post(sim, query("18-11-2026", page=page, size=400)).content == (
+            b"\xef\xbb\xbf" + plain
+        )
+
+
 def test_malformed_json_truncates_the_body(start_simulator):
     sim = start_simulator(faults={"malformed_json": 1.0})
     response = post(sim, query("18-11-2026"))
