@@ -51,6 +51,7 @@ class _Retry(NamedTuple):
     reason: str
     retry_after_s: float | None = None
     connected: bool = True
+    unread_body: bytes = b""
 
 
 NOT_CONNECTED = (httpx.ConnectError, httpx.ConnectTimeout)
@@ -194,7 +195,7 @@ class NovaClient:
         policy = self.config.retry
         deadline = time.monotonic() + policy.deadline_s
         reasons: list[str] = []
-        connected = False
+        connected, unread_body = False, b""
         for attempt in range(1, policy.max_attempts + 1):
             self.stats.requests += 1
             outcome = self._attempt(request)
@@ -212,18 +213,21 @@ class NovaClient:
                     attempts=attempt,
                     retry_reasons=tuple(reasons),
                 )
-            reason, retry_after, reached = outcome
-            connected = connected or reached
+            reason, retry_after, reached, unread = outcome
+            connected, unread_body = connected or reached, unread or unread_body
             reasons.append(reason)
             self.stats.by_reason[reason] += 1
             if attempt == policy.max_attempts:
                 break
             wait = retry_delay(attempt, policy, retry_after)
             if time.monotonic() + wait > deadline:
-                raise RetriesExhausted(
-                    f"{request.fingerprint}: gave up after {attempt} attempts, the next wait "
-                    f"({wait:.1f} s) passes the {policy.deadline_s:.0f} s deadline "
-                    f"(NOVA_RETRY_DEADLINE); reasons: {', '.join(reasons)}"
+                raise self._gave_up(
+                    request,
+                    f"after {attempt} attempts, the next wait ({wait:.1f} s) passes the "
+                    f"{policy.deadline_s:.0f} s deadline (NOVA_RETRY_DEADLINE)",
+                    reasons,
+                    connected,
+                    unread_body,
                 )
             self.stats.retries += 1
             self.log.warning(
@@ -237,15 +241,30 @@ class NovaClient:
                 reason,
             )
             time.sleep(wait)
-        raise RetriesExhausted(
-            f"{request.fingerprint}: gave up after {policy.max_attempts} attempts "
-            f"(NOVA_MAX_ATTEMPTS); reasons: {', '.join(reasons)}"
-            + (
-                f". Is NOVA_API_URL ({self.endpoint.api_url}) right and reachable?"
-                if not connected
-                else ""
-            )
+        raise self._gave_up(
+            request,
+            f"after {policy.max_attempts} attempts (NOVA_MAX_ATTEMPTS)",
+            reasons,
+            connected,
+            unread_body,
         )
+
+    def _gave_up(
+        self,
+        request: PageRequest,
+        when: str,
+        reasons: list[str],
+        connected: bool,
+        unread_body: bytes,
+    ) -> RetriesExhausted:
+        """Why a page could not be had, with what points at the cause: a URL no attempt
+        reached, or the start of a body that was no JSON (a proxy's or portal's page)."""
+        message = f"{request.fingerprint}: gave up {when}; reasons: {', '.join(reasons)}"
+        if not connected:
+            message += f". Is NOVA_API_URL ({self.endpoint.api_url}) right and reachable?"
+        if unread_body:
+            message += f". The last body it could not read began: {_server_message(unread_body)}"
+        return RetriesExhausted(message)
 
     def _attempt(self, request: PageRequest) -> tuple[int, bytes, int, bool, dt.datetime] | _Retry:
         """One HTTP exchange: (status, body, items, conforms, fetched at), or why to retry."""
@@ -268,6 +287,13 @@ class NovaClient:
                 f"({_server_message(response.content)}): check NOVA_API_TOKEN "
                 "(and NOVA_AUTH_HEADER / NOVA_AUTH_SCHEME)"
             )
+        if 300 <= status < 400:
+            raise RequestRejected(
+                f"HTTP {status} for {request.fingerprint}: the server redirects to "
+                f"{response.headers.get('Location', '(no Location given)')}; set NOVA_API_URL "
+                "to the API's own address (redirects are not followed: they would send the "
+                "token on to another address)"
+            )
         if status >= 400:
             raise RequestRejected(
                 f"HTTP {status} for {request.fingerprint}: {_server_message(response.content)}"
@@ -284,7 +310,7 @@ class NovaClient:
                 ) from exc
             envelope = _with_non_finite_numbers(content)
             if envelope is None:
-                return _Retry(f"invalid JSON body ({exc})")
+                return _Retry(f"invalid JSON body ({exc})", unread_body=content)
             conforms = False
         if envelope.code != 200:
             raise ApiResponseError(

@@ -16,7 +16,7 @@ class AuthError(NovaApiError):
 
 
 class RequestRejected(NovaApiError):
-    """Any other 4xx: the request itself is wrong; retrying cannot help."""
+    """A redirect or any other 4xx: the request itself is wrong; retrying cannot help."""
 
 
 class ApiResponseError(NovaApiError):

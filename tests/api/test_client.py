@@ -6,7 +6,11 @@ import datetime as dt
 import gzip
 import json
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import httpx
 import pytest
@@ -397,6 +401,60 @@ def answered_by(*responses: httpx.Response | Exception) -> NovaClient:
     policy = RetryPolicy(max_attempts=2, deadline_s=5, backoff_base_s=0.01, backoff_cap_s=0.01)
     endpoint = Endpoint("http://nova.test/api", transport=httpx.MockTransport(handler))
     return NovaClient(endpoint, ClientConfig(retry=policy))
+
+
+@contextmanager
+def answering_every_post(status: int, headers: dict[str, str], body: bytes) -> Iterator[str]:
+    """A loopback HTTP server (not the simulator) answering every POST alike: the API's URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(status)
+            for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(name, value.format(path=self.path))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/api"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_redirect_fails_at_once_naming_where_it_points():
+    """It was read as a broken body, retried to the last attempt, and reported as
+    "invalid JSON body": nothing said the URL had moved (here: to HTTPS)."""
+    moved = {"Location": "https://nova.example{path}"}
+    with (
+        answering_every_post(301, moved, b"") as url,
+        NovaClient(Endpoint(url, token=TOKEN), ClientConfig(retry=FAST_RETRY)) as client,
+        pytest.raises(RequestRejected, match="HTTP 301") as error,
+    ):
+        client.fetch_page(DAY, DAY, "all", 0)
+    assert "redirects to https://nova.example/api/report/call_sms" in str(error.value)
+    assert "NOVA_API_URL" in str(error.value) and TOKEN not in str(error.value)
+    assert client.stats.requests == 1
+
+
+def test_a_page_that_is_not_json_is_quoted_when_the_retries_run_out():
+    """A proxy or captive portal answering 200 with its own page: the reasons alone said
+    only "invalid character (byte 0)"."""
+    portal = b"<!DOCTYPE html><html><title>Corporate proxy: sign in</title></html>"
+    retry = RetryPolicy(max_attempts=3, deadline_s=30, backoff_base_s=0.01, backoff_cap_s=0.01)
+    with (
+        answering_every_post(200, {"Content-Type": "text/html"}, portal) as url,
+        NovaClient(Endpoint(url), ClientConfig(retry=retry)) as client,
+        pytest.raises(RetriesExhausted, match="gave up after 3 attempts") as error,
+    ):
+        client.fetch_page(DAY, DAY, "all", 0)
+    assert str(error.value).endswith(f"The last body it could not read began: {portal.decode()}")
+    assert "NOVA_API_URL" not in str(error.value)
 
 
 def test_a_403_is_a_refused_token_and_a_4xx_without_json_shows_its_body():
