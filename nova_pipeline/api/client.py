@@ -298,7 +298,7 @@ class NovaClient:
             raise RequestRejected(
                 f"HTTP {status} for {request.fingerprint}: {_server_message(response.content)}"
             )
-        content = response.content.removeprefix(BYTE_ORDER_MARK)
+        content = _as_utf8(response.content.removeprefix(BYTE_ORDER_MARK), response)
         try:
             envelope, conforms = _decode(content)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -363,6 +363,26 @@ def _decode(body: bytes) -> tuple[ConformingEnvelope | Envelope, bool]:
         return _CONFORMING.decode(body), True
     except msgspec.ValidationError:
         return _ANY.decode(body), False
+
+
+def _as_utf8(body: bytes, response: httpx.Response) -> bytes:
+    """The body in UTF-8, as JSON is exchanged: as sent when it already is (ASCII, or a
+    charset label that does not match the bytes), else decoded from the charset its
+    Content-Type declares (`application/json; charset=windows-1251`), the same text. A
+    body in another charset that is not declared stays as it is, for the client to refuse
+    saying where (`_not_unicode`): guessing an encoding could land the wrong text."""
+    declared = response.charset_encoding
+    if not declared or declared.lower().replace("_", "-") in ("utf-8", "utf8"):
+        return body
+    try:
+        body.decode()
+        return body
+    except UnicodeDecodeError:
+        pass
+    try:
+        return body.decode(declared).encode()
+    except (LookupError, UnicodeDecodeError):
+        return body
 
 
 def _with_non_finite_numbers(body: bytes) -> Envelope | None:

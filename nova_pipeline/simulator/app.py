@@ -22,6 +22,7 @@ from nova_pipeline.simulator.dataset import Dataset, FleetSpec
 from nova_pipeline.simulator.faults import (
     BAD_ITEM_KINDS,
     BYTE_ORDER_MARK,
+    CYRILLIC_NAME,
     DAY_OVERLAP_ITEMS,
     EXTRA_FIELD,
     LONE_SURROGATE_NAME,
@@ -51,6 +52,9 @@ class SimulatorConfig:
     faults: dict[str, float] = field(default_factory=dict)
     retry_after: int = 1
     slow_seconds: float = 30.0
+
+
+JSON_TYPE = "application/json"
 
 
 @dataclass(frozen=True)
@@ -192,13 +196,21 @@ class Simulator:
             chosen = [*chosen[:-1], renamed(chosen[-1], LONE_SURROGATE_NAME)]
         if chosen and faults.hits("windows_1251", query.key, page):
             chosen = [*chosen[:-1], renamed(chosen[-1], WINDOWS_1251_NAME)]
+        if chosen and self.declares_windows_1251(query):
+            chosen = [*chosen[:-1], renamed(chosen[-1], CYRILLIC_NAME)]
         if chosen and faults.hits("pretty_json", query.key, page):
             body = pretty(chosen)
         else:
             body = b'{"code":200,"message":"OK","result":{"items":[' + b",".join(chosen) + b"]}}"
+        if self.declares_windows_1251(query):
+            body = body.decode().encode("cp1251")
         if faults.hits("byte_order_mark", query.key):
             body = BYTE_ORDER_MARK + body
         return body
+
+    def declares_windows_1251(self, query: Query) -> bool:
+        """`declared_windows_1251`: this page is sent in windows-1251, and says so."""
+        return self.faults.hits("declared_windows_1251", query.key, query.page)
 
     def _end_of_day_before(self, query: Query) -> list[bytes]:
         """The account's last items of the day before the query's, those of the selected SIMs:
@@ -313,16 +325,18 @@ class Handler(BaseHTTPRequestHandler):
             return
         if faults.hits("malformed_json", *key):
             payload = payload[: len(payload) // 2]
+        headers = {}
+        if sim.declares_windows_1251(query):
+            headers["Content-Type"] = f"{JSON_TYPE}; charset=windows-1251"
         if faults.hits("wrong_encoding", *key):
-            self._send(200, payload, {"Content-Encoding": "gzip"})  # a proxy's mislabel
-            return
-        self._send(200, payload)
+            headers["Content-Encoding"] = "gzip"  # a proxy's mislabel: the body is not
+        self._send(200, payload, headers)
 
     def _send_head(self, status: int, length: int, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        headers = {"Content-Type": JSON_TYPE, **(headers or {})}
         self.send_header("Content-Length", str(length))
-        for name, value in (headers or {}).items():
+        for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
 

@@ -2,10 +2,10 @@
 
 Transport faults (429, 5xx, slow, disconnect, truncated body, a body labelled gzip but
 not compressed) depend on how many times the same request was already made, so a retry
-can succeed. Content faults (bad items, duplicates, a day that overlaps the one before, an
-ignored page number, schema drift, a body laid out over many lines, a name cut inside an
-emoji or not in UTF-8, a byte order mark) depend only on the request, so every retry of a
-page sees the same content.
+can succeed. Content faults (bad items, duplicates, a day that overlaps the one before,
+an ignored page number, schema drift, a body laid out over many lines, a name cut inside
+an emoji or not in UTF-8, declared or not, a byte order mark) depend only on the request,
+so every retry of a page sees the same content.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ FAULTS = (
     "pretty_json",
     "lone_surrogate",
     "windows_1251",
+    "declared_windows_1251",
     "byte_order_mark",
 )
 DEFAULT_RATES = {
@@ -45,6 +46,7 @@ DEFAULT_RATES = {
     "pretty_json": 0.5,
     "lone_surrogate": 0.05,
     "windows_1251": 0.05,
+    "declared_windows_1251": 0.05,
     "byte_order_mark": 1.0,
 }
 
@@ -129,7 +131,10 @@ LONE_SURROGATE_NAME = b'"Gate \\ud83d"'
 """`lone_surrogate`: a SIM name cut inside an emoji, as a UTF-16 writer (JavaScript's
 `JSON.stringify`) leaves it: the high half of the pair, escaped, alone."""
 WINDOWS_1251_NAME = '"Поезд-7"'.encode("cp1251")
-"""`windows_1251`: a Cyrillic SIM name sent in the legacy Russian encoding, not UTF-8."""
+"""`windows_1251`: a Cyrillic SIM name sent in the legacy Russian encoding, not UTF-8, and
+not declared. `declared_windows_1251`: the same name, in a page sent whole in that encoding
+with `charset=windows-1251` in its Content-Type, as HTTP lets a server do."""
+CYRILLIC_NAME = '"Поезд-7"'.encode()
 
 BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 """`byte_order_mark`: UTF-8's byte order mark before the body, as a server whose source

@@ -47,7 +47,11 @@ TABLES: dict[str, list[Column]] = {
         Column("attempts", "SMALLINT", "HTTP attempts it took (1 = no retry)"),
         Column("retry_reasons", "VARCHAR", "Why earlier attempts failed", nullable=True),
         Column("item_count", "INTEGER", "Items in the page"),
-        Column("body_bytes", "BIGINT", "Size of the verbatim body"),
+        Column(
+            "body_bytes",
+            "BIGINT",
+            "Size of the body as landed (verbatim: see nova_pipeline/landing.py)",
+        ),
         Column("fetched_at", "TIMESTAMPTZ", "When the accepted attempt started (UTC)"),
         Column("request", "VARCHAR", "URL and JSON body of the request (no secrets)"),
         Column(

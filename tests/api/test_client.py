@@ -227,6 +227,21 @@ def test_a_name_not_in_unicode_fails_at_once_saying_where(start_simulator, fault
     assert client.stats.requests == 1
 
 
+def test_a_page_in_a_charset_its_content_type_declares_is_read_in_it(start_simulator, simulator):
+    """`application/json; charset=windows-1251`: HTTP says how to read the bytes, so the
+    page is the same text in UTF-8, not an unreadable body; undeclared, it still fails."""
+    pages, client = fetch(start_simulator(faults={"declared_windows_1251": 1.0}))
+    reference, _ = fetch(simulator)
+    assert client.stats.retries == 0 and all(p.conforms for p in pages)
+    for page, clean in zip(pages, reference, strict=True):
+        items, clean_items = page.decoded_items(), clean.decoded_items()
+        if clean_items:
+            assert items[-1]["name"] == "Поезд-7" and items[:-1] == clean_items[:-1]
+            assert '"name":"Поезд-7"}'.encode() in page.body, "kept as UTF-8"
+        else:
+            assert page.body == clean.body
+
+
 def test_a_body_cut_short_inside_a_character_is_left_to_the_retries():
     """A body cut short may end inside a UTF-8 character (here "П", 0xd0 0x9f): a retry can
     mend that one, so it is not called unreadable; a wrong byte before the end is."""

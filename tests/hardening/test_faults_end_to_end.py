@@ -173,3 +173,24 @@ def test_schema_drift_an_extra_field_is_kept_raw_loaded_without_it_and_counted(m
     assert landed, "the extra field is kept verbatim in the raw pages"
     meta = result.asset_materializations_for_node("call_sms_events")[0].metadata
     assert meta["items_with_extra_fields"].value == len(landed)
+
+
+def test_a_page_in_a_declared_windows_1251_lands_its_names_as_sent(make_pipeline):
+    """The last item of each page is renamed in Cyrillic, and the page sent whole in
+    windows-1251 with the charset in its Content-Type: the names reach the warehouse as
+    the same text, everything else as in a clean run."""
+    clean = make_pipeline()
+    clean.run(DAY_KEY)
+    declared = make_pipeline(faults={"declared_windows_1251": 1.0})
+    assert declared.run(DAY_KEY).success
+    renamed = "SELECT sid FROM call_sms_events WHERE sim_name = 'Поезд-7'"
+    pages = "SELECT count(*) FROM call_sms_raw_pages WHERE selector = 'all' AND item_count > 0"
+    assert len(declared.sql(renamed)) == declared.sql(pages)[0][0] > 0
+    assert declared.sql(
+        f"SELECT * EXCLUDE (sim_name) FROM call_sms_events WHERE sid IN ({renamed}) ORDER BY ALL"
+    ) == clean.sql(
+        f"SELECT * EXCLUDE (sim_name) FROM call_sms_events WHERE sid IN "
+        f"({', '.join(str(sid) for (sid,) in declared.sql(renamed))}) ORDER BY ALL"
+    )
+    costs = "SELECT * EXCLUDE (sim_name) FROM sim_daily_cost ORDER BY ALL"
+    assert declared.sql(costs) == clean.sql(costs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -49,6 +51,14 @@ def test_byte_order_mark_precedes_every_body_of_the_same_json(start_simulator, s
         assert post(sim, query("18-11-2026", page=page, size=400)).content == (
             b"\xef\xbb\xbf" + plain
         )
+
+
+def test_declared_windows_1251_sends_the_page_in_it_and_says_so(start_simulator):
+    sim = start_simulator(faults={"declared_windows_1251": 1.0})
+    response = post(sim, query("18-11-2026", size=100))
+    assert response.headers["Content-Type"] == "application/json; charset=windows-1251"
+    assert '"Поезд-7"}]'.encode("cp1251") in response.content
+    assert json.loads(response.text)["result"]["items"][-1]["name"] == "Поезд-7"
 
 
 def test_malformed_json_truncates_the_body(start_simulator):
