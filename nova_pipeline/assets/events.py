@@ -80,8 +80,10 @@ RAW = dg.AssetKey("call_sms_raw_pages")
             },
             description=(
                 "Quarantine: every item (of any pull) that breaks the API contract — a "
-                "missing or null field, a wrong type, an unknown `type`, a negative cost, a number "
-                "too large to store, a time outside the years 1-9999 — as parsed (its "
+                "missing or null field, a wrong type (a cost of NaN too), an unknown `type`, a "
+                "negative cost, a number too large to store, a time outside the years 1-9999, a "
+                "key sent twice (on a group pull's page, only when that page is flagged "
+                "nonconforming), an item that is not an object — as parsed (its "
                 "bytes stay verbatim in the landing zone), with every rule it broke and the "
                 "day, pull and page it came from. Each day's materialization has that "
                 "day's count; `per_day` gives every day of the run with the items judged."
