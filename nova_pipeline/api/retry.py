@@ -7,7 +7,10 @@ import random
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({408, 429, *range(500, 600)} - {501, 505})
+"""A request timeout, rate limiting, and every server error but the two that say the server
+cannot serve this request at all (501 Not Implemented, 505 HTTP Version Not Supported):
+a CDN's own 5xx (Cloudflare's 520-524) or a 507 pass like a 503."""
 
 
 @dataclass(frozen=True)

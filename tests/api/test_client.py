@@ -457,6 +457,22 @@ def test_a_redirect_fails_at_once_naming_where_it_points():
     assert client.stats.requests == 1
 
 
+@pytest.mark.parametrize(("status", "retried"), [(408, True), (522, True), (501, False)])
+def test_every_server_error_is_retried_but_those_that_say_it_never_will_work(status, retried):
+    """A CDN's own 5xx (Cloudflare's 522: the origin did not answer in time) failed the run at
+    once as a rejected request, though the docs said every 5xx is retried."""
+    retry = RetryPolicy(max_attempts=3, deadline_s=30, backoff_base_s=0.01, backoff_cap_s=0.01)
+    body = b'{"code":%d,"message":"origin unreachable"}' % status
+    with (
+        answering_every_post(status, {}, body) as url,
+        NovaClient(Endpoint(url), ClientConfig(retry=retry)) as client,
+        pytest.raises(RetriesExhausted if retried else RequestRejected) as error,
+    ):
+        client.fetch_page(DAY, DAY, "all", 0)
+    assert f"HTTP {status}" in str(error.value)
+    assert client.stats.requests == (3 if retried else 1)
+
+
 def test_a_page_that_is_not_json_is_quoted_when_the_retries_run_out():
     """A proxy or captive portal answering 200 with its own page: the reasons alone said
     only "invalid character (byte 0)"."""
