@@ -4,6 +4,7 @@ from nova_pipeline.api.client import ClientConfig, Endpoint, FetchStats, NovaCli
 from nova_pipeline.api.errors import (
     ApiResponseError,
     AuthError,
+    CertificateError,
     NovaApiError,
     PageIgnoredError,
     RequestRejected,
@@ -17,6 +18,7 @@ from nova_pipeline.api.retry import RetryPolicy
 __all__ = [
     "ApiResponseError",
     "AuthError",
+    "CertificateError",
     "ClientConfig",
     "Endpoint",
     "FetchStats",

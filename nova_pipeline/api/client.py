@@ -9,6 +9,7 @@ import codecs
 import datetime as dt
 import logging
 import re
+import ssl
 import time
 import urllib.request
 from collections import Counter
@@ -22,6 +23,7 @@ import msgspec
 from nova_pipeline.api.errors import (
     ApiResponseError,
     AuthError,
+    CertificateError,
     PageIgnoredError,
     RequestRejected,
     RetriesExhausted,
@@ -272,6 +274,14 @@ class NovaClient:
         try:
             response = self.endpoint.post(msgspec.json.encode(request.body))
         except httpx.TransportError as exc:
+            refused = _certificate_refused(exc)
+            if refused:
+                raise CertificateError(
+                    f"{request.fingerprint}: the server's TLS certificate was not accepted "
+                    f"({refused}). Check that NOVA_API_URL names the API's own host; "
+                    "behind a proxy that re-signs HTTPS, set SSL_CERT_FILE to a CA bundle "
+                    "holding the proxy's certificate"
+                ) from exc
             kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection error"
             return _Retry(
                 f"{kind} ({type(exc).__name__})", connected=not isinstance(exc, NOT_CONNECTED)
@@ -363,6 +373,17 @@ def _decode(body: bytes) -> tuple[ConformingEnvelope | Envelope, bool]:
         return _CONFORMING.decode(body), True
     except msgspec.ValidationError:
         return _ANY.decode(body), False
+
+
+def _certificate_refused(error: BaseException) -> str | None:
+    """Why TLS verification refused the server's certificate, if that is what `error` (or an
+    error it was raised from) is; None otherwise."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _as_utf8(body: bytes, response: httpx.Response) -> bytes:

@@ -28,6 +28,10 @@ class UnreadableBodyError(NovaApiError):
     surrogate escape, neither of them Unicode, so neither msgspec nor DuckDB can read it."""
 
 
+class CertificateError(NovaApiError):
+    """The server's TLS certificate was not accepted: the same on every retry."""
+
+
 class PageIgnoredError(NovaApiError):
     """The server answered a later page with the same body as the page before it."""
 

@@ -6,6 +6,9 @@ import datetime as dt
 import gzip
 import json
 import logging
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ import pytest
 from nova_pipeline.api import (
     ApiResponseError,
     AuthError,
+    CertificateError,
     ClientConfig,
     Endpoint,
     NovaClient,
@@ -419,8 +423,11 @@ def answered_by(*responses: httpx.Response | Exception) -> NovaClient:
 
 
 @contextmanager
-def answering_every_post(status: int, headers: dict[str, str], body: bytes) -> Iterator[str]:
-    """A loopback HTTP server (not the simulator) answering every POST alike: the API's URL."""
+def answering_every_post(
+    status: int, headers: dict[str, str], body: bytes, tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """A loopback HTTP(S) server (not the simulator) answering every POST alike: the API's
+    URL."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -434,9 +441,11 @@ def answering_every_post(status: int, headers: dict[str, str], body: bytes) -> I
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
+    if tls:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}/api"
+        yield f"http{'s' if tls else ''}://127.0.0.1:{server.server_port}/api"
     finally:
         server.shutdown()
         server.server_close()
@@ -471,6 +480,35 @@ def test_every_server_error_is_retried_but_those_that_say_it_never_will_work(sta
         client.fetch_page(DAY, DAY, "all", 0)
     assert f"HTTP {status}" in str(error.value)
     assert client.stats.requests == (3 if retried else 1)
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="makes its certificate with openssl")
+def test_a_certificate_not_trusted_fails_at_once_and_ssl_cert_file_mends_it(tmp_path, monkeypatch):
+    """As behind a proxy that re-signs HTTPS: it was retried as a connection error to the
+    last attempt, then asked whether NOVA_API_URL was reachable."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    empty = b'{"code":200,"message":"OK","result":{"items":[]}}'
+    with answering_every_post(200, {}, empty, tls) as url:
+        with (
+            NovaClient(Endpoint(url, token=TOKEN), ClientConfig(retry=FAST_RETRY)) as client,
+            pytest.raises(CertificateError, match=r"not accepted \(self-signed certificate\)"),
+        ):
+            client.fetch_page(DAY, DAY, "all", 0)
+        assert client.stats.requests == 1
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        with NovaClient(Endpoint(url), ClientConfig(retry=FAST_RETRY)) as client:
+            assert client.fetch_page(DAY, DAY, "all", 0).status == 200
 
 
 def test_a_page_that_is_not_json_is_quoted_when_the_retries_run_out():
