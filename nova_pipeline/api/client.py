@@ -265,7 +265,7 @@ class NovaClient:
         if not connected:
             message += f". Is NOVA_API_URL ({self.endpoint.api_url}) right and reachable?"
         if unread_body:
-            message += f". The last body it could not read began: {_server_message(unread_body)}"
+            message += f". The last body it could not read {_where_unreadable(unread_body)}"
         return RetriesExhausted(message)
 
     def _attempt(self, request: PageRequest) -> tuple[int, bytes, int, bool, dt.datetime] | _Retry:
@@ -373,6 +373,20 @@ def _decode(body: bytes) -> tuple[ConformingEnvelope | Envelope, bool]:
         return _CONFORMING.decode(body), True
     except msgspec.ValidationError:
         return _ANY.decode(body), False
+
+
+def _where_unreadable(body: bytes) -> str:
+    """The bytes around where a body stops being JSON (a proxy's HTML page from byte 0, a raw
+    tab inside a name), or its start when nothing in it is wrong but its end."""
+    try:
+        msgspec.json.decode(body)
+    except msgspec.DecodeError as error:
+        at = re.search(r"\(byte (\d+)\)", str(error))
+        if at:
+            byte = int(at[1])
+            around = body[max(0, byte - 60) : byte + 60].decode(errors="replace")
+            return f"goes wrong at byte {byte}, in {around!r}"
+    return f"began {body[:120].decode(errors='replace')!r}"
 
 
 def _certificate_refused(error: BaseException) -> str | None:

@@ -511,18 +511,33 @@ def test_a_certificate_not_trusted_fails_at_once_and_ssl_cert_file_mends_it(tmp_
             assert client.fetch_page(DAY, DAY, "all", 0).status == 200
 
 
-def test_a_page_that_is_not_json_is_quoted_when_the_retries_run_out():
-    """A proxy or captive portal answering 200 with its own page: the reasons alone said
-    only "invalid character (byte 0)"."""
-    portal = b"<!DOCTYPE html><html><title>Corporate proxy: sign in</title></html>"
+PORTAL = b"<!DOCTYPE html><html><title>Corporate proxy: sign in</title></html>"
+TAB_IN_A_NAME = b'{"code":200,"message":"OK","result":{"items":[{"sid":1,"name":"Gate\t7"}]}}'
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (PORTAL, "goes wrong at byte 0, in '" + PORTAL[:60].decode() + "'"),
+        (
+            TAB_IN_A_NAME,
+            "goes wrong at byte 67, in "
+            """':200,"message":"OK","result":{"items":[{"sid":1,"name":"Gate\\t7"}]}}'""",
+        ),
+        (TAB_IN_A_NAME[:46], """began '{"code":200,"message":"OK","result":{"items":['"""),
+    ],
+)
+def test_a_page_that_is_not_json_is_quoted_where_it_goes_wrong_when_the_retries_run_out(body, said):
+    """A proxy or captive portal answering 200 with its own page, or a raw tab in a name (a
+    hand-made JSON writer): the reasons alone said only "invalid character (byte N)"."""
     retry = RetryPolicy(max_attempts=3, deadline_s=30, backoff_base_s=0.01, backoff_cap_s=0.01)
     with (
-        answering_every_post(200, {"Content-Type": "text/html"}, portal) as url,
+        answering_every_post(200, {"Content-Type": "text/html"}, body) as url,
         NovaClient(Endpoint(url), ClientConfig(retry=retry)) as client,
         pytest.raises(RetriesExhausted, match="gave up after 3 attempts") as error,
     ):
         client.fetch_page(DAY, DAY, "all", 0)
-    assert str(error.value).endswith(f"The last body it could not read began: {portal.decode()}")
+    assert str(error.value).endswith(f"The last body it could not read {said}")
     assert "NOVA_API_URL" not in str(error.value)
 
 
