@@ -260,7 +260,7 @@ class NovaClient:
         unread_body: bytes,
     ) -> RetriesExhausted:
         """Why a page could not be had, with what points at the cause: a URL no attempt
-        reached, or the start of a body that was no JSON (a proxy's or portal's page)."""
+        reached, or where the last body that was no JSON goes wrong (a proxy's page)."""
         message = f"{request.fingerprint}: gave up {when}; reasons: {', '.join(reasons)}"
         if not connected:
             message += f". Is NOVA_API_URL ({self.endpoint.api_url}) right and reachable?"
