@@ -56,6 +56,10 @@ class _Retry(NamedTuple):
     unread_body: bytes = b""
 
 
+REFUSED_TOKEN = (401, 403)
+"""As the HTTP status or as the body's `code`: the provider's page says only that 200 is
+success, so a body's code is read as an HTTP status would be (429 and 5xx retried too)."""
+
 NOT_CONNECTED = (httpx.ConnectError, httpx.ConnectTimeout)
 """Transport errors raised before any server took the connection: only these question the
 URL. A dropped or timed-out exchange (RemoteProtocolError, ReadTimeout) reached a server."""
@@ -291,12 +295,8 @@ class NovaClient:
         status = response.status_code
         if status in RETRYABLE_STATUS:
             return _Retry(f"HTTP {status}", parse_retry_after(response.headers.get("Retry-After")))
-        if status in (401, 403):
-            raise AuthError(
-                f"NovaConnect refused the token with HTTP {status} "
-                f"({_server_message(response.content)}): check NOVA_API_TOKEN "
-                "(and NOVA_AUTH_HEADER / NOVA_AUTH_SCHEME)"
-            )
+        if status in REFUSED_TOKEN:
+            raise _token_refused(f"HTTP {status}", _server_message(response.content))
         if 300 <= status < 400:
             raise RequestRejected(
                 f"HTTP {status} for {request.fingerprint}: the server redirects to "
@@ -322,6 +322,10 @@ class NovaClient:
             if envelope is None:
                 return _Retry(f"invalid JSON body ({exc})", unread_body=content)
             conforms = False
+        if envelope.code in RETRYABLE_STATUS:
+            return _Retry(f"body code {envelope.code}")
+        if envelope.code in REFUSED_TOKEN:
+            raise _token_refused(f"body code {envelope.code}", str(envelope.message))
         if envelope.code != 200:
             raise ApiResponseError(
                 f"body code {envelope.code} for {request.fingerprint}: {envelope.message}"
@@ -373,6 +377,13 @@ def _decode(body: bytes) -> tuple[ConformingEnvelope | Envelope, bool]:
         return _CONFORMING.decode(body), True
     except msgspec.ValidationError:
         return _ANY.decode(body), False
+
+
+def _token_refused(how: str, message: str) -> AuthError:
+    return AuthError(
+        f"NovaConnect refused the token with {how} ({message}): check NOVA_API_TOKEN "
+        "(and NOVA_AUTH_HEADER / NOVA_AUTH_SCHEME)"
+    )
 
 
 def _where_unreadable(body: bytes) -> str:

@@ -338,14 +338,17 @@ def test_endpoint_speaks_through_any_httpx_transport():
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        body = gzip.compress(b'{"code":500,"message":"maintenance"}')
+        body = gzip.compress(b'{"code":400,"message":"unknown selector"}')
         return httpx.Response(200, content=body, headers={"Content-Encoding": "gzip"})
 
     for token in (TOKEN, ""):
         endpoint = Endpoint(
             "http://nova.test/api/", token=token, transport=httpx.MockTransport(handler)
         )
-        with NovaClient(endpoint) as client, pytest.raises(ApiResponseError, match="maintenance"):
+        with (
+            NovaClient(endpoint) as client,
+            pytest.raises(ApiResponseError, match=r"body code 400 .*: unknown selector"),
+        ):
             client.fetch_page(DAY, DAY, "all", 0)
     request, tokenless = seen
     assert "Authorization" not in tokenless.headers
@@ -509,6 +512,27 @@ def test_a_certificate_not_trusted_fails_at_once_and_ssl_cert_file_mends_it(tmp_
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))
         with NovaClient(Endpoint(url), ClientConfig(retry=FAST_RETRY)) as client:
             assert client.fetch_page(DAY, DAY, "all", 0).status == 200
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "attempts"),
+    [(503, RetriesExhausted, 3), (401, AuthError, 1), (404, ApiResponseError, 1)],
+)
+def test_a_code_in_the_body_is_read_as_its_http_status_would_be(code, error, attempts):
+    """HTTP 200 with the error in the body's `code` (the provider's page says only that 200
+    is success): a 503 there was not retried, a 401 did not name NOVA_API_TOKEN."""
+    retry = RetryPolicy(max_attempts=3, deadline_s=30, backoff_base_s=0.01, backoff_cap_s=0.01)
+    body = b'{"code":%d,"message":"said by the server"}' % code
+    with (
+        answering_every_post(200, {}, body) as url,
+        NovaClient(Endpoint(url, token=TOKEN), ClientConfig(retry=retry)) as client,
+        pytest.raises(error, match=f"body code {code}") as raised,
+    ):
+        client.fetch_page(DAY, DAY, "all", 0)
+    assert client.stats.requests == attempts
+    assert ("NOVA_API_TOKEN" in str(raised.value)) == (code == 401)
+    assert TOKEN not in str(raised.value)
+    assert code == 503 or "said by the server" in str(raised.value)
 
 
 PORTAL = b"<!DOCTYPE html><html><title>Corporate proxy: sign in</title></html>"
