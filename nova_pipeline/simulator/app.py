@@ -202,7 +202,7 @@ class Simulator:
             body = pretty(chosen)
         else:
             body = b'{"code":200,"message":"OK","result":{"items":[' + b",".join(chosen) + b"]}}"
-        if self.declares_windows_1251(query):
+        if self.declares_windows_1251(query):  # its renaming came last: the page is UTF-8
             body = body.decode().encode("cp1251")
         if faults.hits("byte_order_mark", query.key):
             body = BYTE_ORDER_MARK + body

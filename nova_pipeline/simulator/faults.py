@@ -130,11 +130,11 @@ def pretty(items: list[bytes]) -> bytes:
 LONE_SURROGATE_NAME = b'"Gate \\ud83d"'
 """`lone_surrogate`: a SIM name cut inside an emoji, as a UTF-16 writer (JavaScript's
 `JSON.stringify`) leaves it: the high half of the pair, escaped, alone."""
-WINDOWS_1251_NAME = '"Поезд-7"'.encode("cp1251")
+CYRILLIC_NAME = '"Поезд-7"'.encode()
+WINDOWS_1251_NAME = CYRILLIC_NAME.decode().encode("cp1251")
 """`windows_1251`: a Cyrillic SIM name sent in the legacy Russian encoding, not UTF-8, and
 not declared. `declared_windows_1251`: the same name, in a page sent whole in that encoding
 with `charset=windows-1251` in its Content-Type, as HTTP lets a server do."""
-CYRILLIC_NAME = '"Поезд-7"'.encode()
 
 BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 """`byte_order_mark`: UTF-8's byte order mark before the body, as a server whose source

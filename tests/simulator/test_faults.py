@@ -53,9 +53,11 @@ def test_byte_order_mark_precedes_every_body_of_the_same_json(start_simulator, s
         )
 
 
-def test_declared_windows_1251_sends_the_page_in_it_and_says_so(start_simulator):
-    sim = start_simulator(faults={"declared_windows_1251": 1.0})
-    response = post(sim, query("18-11-2026", size=100))
+@pytest.mark.parametrize("undeclared_too", [False, True])
+def test_declared_windows_1251_sends_the_page_in_it_and_says_so(start_simulator, undeclared_too):
+    """With `windows_1251` on too, the page is windows-1251 throughout, as declared."""
+    faults = {"declared_windows_1251": 1.0, "windows_1251": float(undeclared_too)}
+    response = post(start_simulator(faults=faults), query("18-11-2026", size=100))
     assert response.headers["Content-Type"] == "application/json; charset=windows-1251"
     assert '"Поезд-7"}]'.encode("cp1251") in response.content
     assert json.loads(response.text)["result"]["items"][-1]["name"] == "Поезд-7"
