@@ -60,6 +60,10 @@ REFUSED_TOKEN = (401, 403)
 """As the HTTP status or as the body's `code`: the provider's page says only that 200 is
 success, so a body's code is read as an HTTP status would be (429 and 5xx retried too)."""
 
+UNDONE_ENCODINGS = frozenset({"identity", "gzip", "deflate", "zstd"})
+"""Content-Encodings httpx undoes (zstd because `zstandard` is installed, for the landing
+zone). Any other it leaves as it came, which would read as a broken body on every retry."""
+
 NOT_CONNECTED = (httpx.ConnectError, httpx.ConnectTimeout)
 """Transport errors raised before any server took the connection: only these question the
 URL. A dropped or timed-out exchange (RemoteProtocolError, ReadTimeout) reached a server."""
@@ -307,6 +311,17 @@ class NovaClient:
         if status >= 400:
             raise RequestRejected(
                 f"HTTP {status} for {request.fingerprint}: {_server_message(response.content)}"
+            )
+        foreign = [
+            coding
+            for coding in response.headers.get_list("Content-Encoding", split_commas=True)
+            if coding.strip().lower() not in UNDONE_ENCODINGS
+        ]
+        if foreign:
+            raise UnreadableBodyError(
+                f"the body for {request.fingerprint} is compressed with {', '.join(foreign)}, "
+                "which the client did not ask for and cannot undo (it asks for gzip or "
+                "deflate): the server must honour Accept-Encoding"
             )
         content = _as_utf8(response.content.removeprefix(BYTE_ORDER_MARK), response)
         try:

@@ -535,6 +535,18 @@ def test_a_code_in_the_body_is_read_as_its_http_status_would_be(code, error, att
     assert code == 503 or "said by the server" in str(raised.value)
 
 
+def test_a_body_compressed_in_a_way_the_client_did_not_ask_for_fails_at_once():
+    """httpx leaves a Content-Encoding it cannot undo (brotli, here) as it came: it was
+    retried as a broken body, and reported as bytes that go wrong at byte 0."""
+    with (
+        answering_every_post(200, {"Content-Encoding": "br"}, b"\x1b\x2f\x00\xf8") as url,
+        NovaClient(Endpoint(url), ClientConfig(retry=FAST_RETRY)) as client,
+        pytest.raises(UnreadableBodyError, match="is compressed with br, which the client"),
+    ):
+        client.fetch_page(DAY, DAY, "all", 0)
+    assert client.stats.requests == 1
+
+
 PORTAL = b"<!DOCTYPE html><html><title>Corporate proxy: sign in</title></html>"
 TAB_IN_A_NAME = b'{"code":200,"message":"OK","result":{"items":[{"sid":1,"name":"Gate\t7"}]}}'
 
