@@ -53,7 +53,8 @@ class _Retry(NamedTuple):
     reason: str
     retry_after_s: float | None = None
     connected: bool = True
-    unread_body: bytes = b""
+    unread: str = ""
+    """Where a body that is no JSON goes wrong, quoted (`_where_unreadable`)."""
 
 
 REFUSED_TOKEN = (401, 403)
@@ -205,7 +206,7 @@ class NovaClient:
         policy = self.config.retry
         deadline = time.monotonic() + policy.deadline_s
         reasons: list[str] = []
-        connected, unread_body = False, b""
+        connected, unread = False, ""
         for attempt in range(1, policy.max_attempts + 1):
             self.stats.requests += 1
             outcome = self._attempt(request)
@@ -223,8 +224,8 @@ class NovaClient:
                     attempts=attempt,
                     retry_reasons=tuple(reasons),
                 )
-            reason, retry_after, reached, unread = outcome
-            connected, unread_body = connected or reached, unread or unread_body
+            reason, retry_after, reached, unread_now = outcome
+            connected, unread = connected or reached, unread_now or unread
             reasons.append(reason)
             self.stats.by_reason[reason] += 1
             if attempt == policy.max_attempts:
@@ -237,7 +238,7 @@ class NovaClient:
                     f"{policy.deadline_s:.0f} s deadline (NOVA_RETRY_DEADLINE)",
                     reasons,
                     connected,
-                    unread_body,
+                    unread,
                 )
             self.stats.retries += 1
             self.log.warning(
@@ -256,7 +257,7 @@ class NovaClient:
             f"after {policy.max_attempts} attempts (NOVA_MAX_ATTEMPTS)",
             reasons,
             connected,
-            unread_body,
+            unread,
         )
 
     def _gave_up(
@@ -265,15 +266,15 @@ class NovaClient:
         when: str,
         reasons: list[str],
         connected: bool,
-        unread_body: bytes,
+        unread: str,
     ) -> RetriesExhausted:
         """Why a page could not be had, with what points at the cause: a URL no attempt
         reached, or where the last body that was no JSON goes wrong (a proxy's page)."""
         message = f"{request.fingerprint}: gave up {when}; reasons: {', '.join(reasons)}"
         if not connected:
             message += f". Is NOVA_API_URL ({self.endpoint.api_url}) right and reachable?"
-        if unread_body:
-            message += f". The last body it could not read {_where_unreadable(unread_body)}"
+        if unread:
+            message += f". The last body it could not read {unread}"
         return RetriesExhausted(message)
 
     def _attempt(self, request: PageRequest) -> tuple[int, bytes, int, bool, dt.datetime] | _Retry:
@@ -335,7 +336,7 @@ class NovaClient:
                 ) from exc
             envelope = _with_non_finite_numbers(content)
             if envelope is None:
-                return _Retry(f"invalid JSON body ({exc})", unread_body=content)
+                return _Retry(f"invalid JSON body ({exc})", unread=_where_unreadable(content, exc))
             conforms = False
         if envelope.code in RETRYABLE_STATUS:
             return _Retry(f"body code {envelope.code}")
@@ -401,17 +402,15 @@ def _token_refused(how: str, message: str) -> AuthError:
     )
 
 
-def _where_unreadable(body: bytes) -> str:
-    """The bytes around where a body stops being JSON (a proxy's HTML page from byte 0, a raw
-    tab inside a name), or its start when nothing in it is wrong but its end."""
-    try:
-        msgspec.json.decode(body)
-    except msgspec.DecodeError as error:
-        at = re.search(r"\(byte (\d+)\)", str(error))
-        if at:
-            byte = int(at[1])
-            around = body[max(0, byte - 60) : byte + 60].decode(errors="replace")
-            return f"goes wrong at byte {byte}, in {around!r}"
+def _where_unreadable(body: bytes, error: Exception) -> str:
+    """The bytes around the offset msgspec's `error` names, where the body stops being JSON
+    (a proxy's HTML page from byte 0, a raw tab inside a name), or its start when the error
+    names none (a body cut short)."""
+    at = re.search(r"\(byte (\d+)\)", str(error))
+    if at:
+        byte = int(at[1])
+        around = body[max(0, byte - 60) : byte + 60].decode(errors="replace")
+        return f"goes wrong at byte {byte}, in {around!r}"
     return f"began {body[:120].decode(errors='replace')!r}"
 
 

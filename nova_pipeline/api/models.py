@@ -67,29 +67,32 @@ class ConformingEnvelope(msgspec.Struct, gc=False):
     result: _ConformingResult | None = None
 
 
-NON_FINITE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"' rb"|(?<=[\s:,\[])(-?Infinity|NaN)(?=[\s,\]}])")
-"""A JSON string, matched whole to be skipped, or a NaN / ±Infinity literal standing as a
-value: not JSON, but what Python's `json.dumps` writes for a float that is not finite, and
-what DuckDB's reader takes (as a double), so the rules can judge an item holding one."""
+NON_FINITE_LITERALS = ("NaN", "Infinity", "-Infinity")
+"""Not JSON, but what Python's `json.dumps` writes for a float that is not finite, and what
+DuckDB's reader takes (as a double), so the rules can judge an item holding one."""
+NON_FINITE = re.compile(
+    rb'"[^"\\]*(?:\\.[^"\\]*)*"'
+    + rb"|(?<=[\s:,\[])("
+    + "|".join(map(re.escape, NON_FINITE_LITERALS)).encode()
+    + rb")(?=[\s,\]}])"
+)
+"""A JSON string, matched whole to be skipped, or one of those literals standing as a value."""
+
+
+def _zeros(match: re.Match[bytes]) -> bytes:
+    literal = match[1]
+    if literal is None:
+        return match[0]
+    sign = b"-" if literal.startswith(b"-") else b""
+    return sign + b"0e" + b"0" * (len(literal) - len(sign) - 2)
 
 
 def with_finite_stand_ins(body: bytes) -> bytes | None:
     """`body` with each NaN / ±Infinity literal (outside strings) replaced by a zero of the
     same length, so that msgspec can count and split the items and every offset holds; None
     when it has none. Only for reading the envelope: the page is landed as sent."""
-    found = False
-
-    def stand_in(match: re.Match[bytes]) -> bytes:
-        nonlocal found
-        literal = match[1]
-        if literal is None:
-            return match[0]
-        found = True
-        sign = b"-" if literal.startswith(b"-") else b""
-        return sign + b"0e" + b"0" * (len(literal) - len(sign) - 2)
-
-    replaced = NON_FINITE.sub(stand_in, body)
-    return replaced if found else None
+    replaced = NON_FINITE.sub(_zeros, body)
+    return None if replaced == body else replaced
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import duckdb
 
-from nova_pipeline.api.models import EPOCH_RANGE, INT64_RANGE
+from nova_pipeline.api.models import EPOCH_RANGE, INT64_RANGE, NON_FINITE_LITERALS
 from nova_pipeline.warehouse import COST, EVENT_TYPES
 
 CONFORMING_ITEM = {
@@ -82,9 +82,8 @@ COST_TEXT = "CAST(f.session_cost AS VARCHAR)"
 significant digits. The DECIMAL is parsed from these digits, rounded once, to the
 micro-euro, as on the fast path."""
 
-NON_FINITE = "('NaN', 'Infinity', '-Infinity')"
-"""Literals the client lets through to the rules (`api.models.NON_FINITE`); DuckDB reads
-them as doubles."""
+NON_FINITE = str(NON_FINITE_LITERALS)
+"""Literals the client lets through to the rules; DuckDB reads them as doubles."""
 
 REASON = f"""CASE WHEN json_type(item) IS DISTINCT FROM 'OBJECT'
 THEN 'item: expected an object, got ' || coalesce(lower(json_type(item)), 'null')
