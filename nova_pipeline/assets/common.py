@@ -138,6 +138,19 @@ class UpstreamNotMaterialized(Exception):
     """An asset run for days that what it is built from was never materialized for."""
 
 
+class WarehouseLacksDays(Exception):
+    """An asset run for days the instance records as pulled that the warehouse has no
+    pull of: the file was replaced, or the settings point at another one."""
+
+
+def _built(context: dg.AssetExecutionContext) -> str:
+    return ", ".join(
+        spec.key.to_user_string()
+        for spec in context.assets_def.specs
+        if spec.key in context.selected_asset_keys
+    )
+
+
 def derived_day_range(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
     """The run's first and last day, once each asset this one is built from has been
     materialized for every one of them. Else the step fails before it opens the warehouse:
@@ -152,14 +165,9 @@ def derived_day_range(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.da
         if (gap := sorted(days - context.instance.get_materialized_partitions(key)))
     }
     if missing:
-        built = ", ".join(
-            spec.key.to_user_string()
-            for spec in context.assets_def.specs
-            if spec.key in context.selected_asset_keys
-        )
         of_the_run = f" of the run's {len(days)} days" if len(days) > 1 else ""
         raise UpstreamNotMaterialized(
-            f"{built} not built: "
+            f"{_built(context)} not built: "
             + "; ".join(
                 f"{name} has never been materialized for {first_ten(gap)}"
                 + (f" ({len(gap)}{of_the_run})" if of_the_run else "")
@@ -170,6 +178,37 @@ def derived_day_range(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.da
             "was written."
         )
     return start, end
+
+
+def require_pulled_days(
+    context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date
+) -> None:
+    """Fail, before anything is written, when the warehouse has no `all` pull of a day the
+    instance records as pulled (every pull leaves at least its closing empty page there).
+    `derived_day_range` asks the instance; with the warehouse file deleted, or
+    NOVA_DUCKDB_PATH pointed at another one, the instance still says every day is in, and
+    an asset picked alone would store its days empty, as if the fleet had been idle."""
+    unpulled = [
+        day.isoformat()
+        for (day,) in con.execute(
+            "SELECT day FROM unnest(range($start, $end + 1, INTERVAL 1 DAY)::DATE[]) AS d(day) "
+            "EXCEPT SELECT day FROM call_sms_raw_pages "
+            "WHERE day BETWEEN $start AND $end AND selector = 'all' ORDER BY day",
+            {"start": start, "end": end},
+        ).fetchall()
+    ]
+    if unpulled:
+        [(path,)] = con.execute(
+            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+        ).fetchall()
+        raise WarehouseLacksDays(
+            f"{_built(context)} not built: this Dagster instance has call_sms_raw_pages "
+            f"materialized for {first_ten(unpulled)}, but the warehouse {path} holds no page "
+            f"of {'it' if len(unpulled) == 1 else 'them'}: the file was replaced or deleted, "
+            "or NOVA_DUCKDB_PATH (NOVA_DATA_DIR) now points at another one. Point it back, or "
+            "materialize those days with every asset selected to pull them again. Nothing "
+            "was written."
+        )
 
 
 def euro(value: Decimal | None) -> str:

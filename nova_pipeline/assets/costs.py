@@ -11,6 +11,7 @@ from nova_pipeline.assets.common import (
     euro,
     markdown_table,
     register_groups,
+    require_pulled_days,
     sql_references,
     table_metadata,
     warn_of_unpulled_groups,
@@ -57,6 +58,7 @@ def sim_daily_cost(
 ) -> dg.MaterializeResult:
     start, end = derived_day_range(context)
     with duckdb.get_connection() as con:
+        require_pulled_days(context, con, start, end)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE previous_cost AS SELECT day, sim_id, cost_eur "
             "FROM sim_daily_cost WHERE day BETWEEN ? AND ?",
@@ -132,6 +134,7 @@ def group_daily_cost(
 ) -> dg.MaterializeResult:
     start, end = derived_day_range(context)
     with duckdb.get_connection() as con:
+        require_pulled_days(context, con, start, end)
         register_groups(con, fleet_groups.as_map())
         replace_days(
             con,

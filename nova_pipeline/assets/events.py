@@ -17,6 +17,7 @@ from nova_pipeline.assets.common import (
     landing_files,
     markdown_table,
     register_groups,
+    require_pulled_days,
     sql_references,
     table_metadata,
     warn_of_unpulled_groups,
@@ -105,6 +106,7 @@ def call_sms_events(
         c.execute(DELETE_REPEATED_COPIES_SQL)
 
     with duckdb.get_connection() as con:
+        require_pulled_days(context, con, start, end)
         # Events come from the `all` pull; rejects from any pull's nonconforming pages.
         conforming, _ = landing_files(con, landing, start, end, "all")
         _, nonconforming = landing_files(con, landing, start, end, "%")
@@ -236,6 +238,7 @@ def sim_group_membership(
     start, end = derived_day_range(context)
     groups = fleet_groups.as_map()
     with duckdb.get_connection() as con:
+        require_pulled_days(context, con, start, end)
         register_groups(con, groups)
         run_staged(
             con,

@@ -165,6 +165,42 @@ def test_an_asset_picked_alone_for_days_its_upstream_never_had_fails_and_writes_
     assert pipeline.sql("SELECT count(*) FROM sim_daily_cost WHERE day = ?", earlier)[0][0] > 0
 
 
+def test_a_warehouse_that_lacks_the_days_the_instance_recorded_fails_the_step(
+    make_pipeline, tmp_path
+):
+    """The warehouse file deleted or NOVA_DUCKDB_PATH pointed at another one, with the same
+    Dagster instance: every day is still recorded as pulled. An asset picked alone would
+    build its days from an empty warehouse and store them as idle, checks passing."""
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    before = snapshot(pipeline)
+    elsewhere = tmp_path / "elsewhere.duckdb"
+    pipeline.reconfigure("duckdb", database=str(elsewhere))
+    picked = {
+        "call_sms_events": ["call_sms_events", "call_sms_rejects"],
+        "sim_group_membership": ["sim_group_membership"],
+        "sim_daily_cost": ["sim_daily_cost"],
+        "group_daily_cost": ["group_daily_cost"],
+    }
+    for step, selection in picked.items():
+        result = pipeline.run(DAY_KEY, selection=selection, raise_on_error=False)
+        assert not result.success, step
+        [failure] = [e for e in result.all_events if e.is_step_failure]
+        assert failure.step_key == step
+        assert failure.step_failure_data.error.cause.message == (
+            f"nova_pipeline.assets.common.WarehouseLacksDays: {', '.join(selection)} not "
+            f"built: this Dagster instance has call_sms_raw_pages materialized for {DAY_KEY}, "
+            f"but the warehouse {elsewhere} holds no page of it: the file was replaced or "
+            "deleted, or NOVA_DUCKDB_PATH (NOVA_DATA_DIR) now points at another one. Point it "
+            "back, or materialize those days with every asset selected to pull them again. "
+            "Nothing was written.\n"
+        )
+    assert all(rows == [] for rows in snapshot(pipeline).values())
+
+    pipeline.run(DAY_KEY)
+    assert snapshot(pipeline) == before, "a run of every asset pulls the day into the new file"
+
+
 def test_replace_days_rolls_back_every_table_on_error(tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     ensure_schema(con)
