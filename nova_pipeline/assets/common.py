@@ -180,35 +180,87 @@ def derived_day_range(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.da
     return start, end
 
 
+def _days_without_pull(con: duckdb.DuckDBPyConnection, days: Sequence[dt.date]) -> list[dt.date]:
+    """Those of `days` the warehouse holds no `all` pull of, in order: every pull leaves at
+    least its closing empty page in `call_sms_raw_pages`."""
+    return [
+        day
+        for (day,) in con.execute(
+            "SELECT day FROM unnest($days) AS d(day) "
+            "EXCEPT SELECT day FROM call_sms_raw_pages WHERE selector = 'all' "
+            "AND day BETWEEN list_min($days) AND list_max($days) ORDER BY day",
+            {"days": list(days)},
+        ).fetchall()
+    ]
+
+
+def _warehouse_file(con: duckdb.DuckDBPyConnection) -> str:
+    [(path,)] = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchall()
+    return path
+
+
+CHANGED_FILE = (
+    "the file was replaced or deleted, or NOVA_DUCKDB_PATH (NOVA_DATA_DIR) now points at "
+    "another one"
+)
+
+
 def require_pulled_days(
     context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date
 ) -> None:
     """Fail, before anything is written, when the warehouse has no `all` pull of a day the
-    instance records as pulled (every pull leaves at least its closing empty page there).
-    `derived_day_range` asks the instance; with the warehouse file deleted, or
-    NOVA_DUCKDB_PATH pointed at another one, the instance still says every day is in, and
-    an asset picked alone would store its days empty, as if the fleet had been idle."""
-    unpulled = [
-        day.isoformat()
-        for (day,) in con.execute(
-            "SELECT day FROM unnest(range($start, $end + 1, INTERVAL 1 DAY)::DATE[]) AS d(day) "
-            "EXCEPT SELECT day FROM call_sms_raw_pages "
-            "WHERE day BETWEEN $start AND $end AND selector = 'all' ORDER BY day",
-            {"start": start, "end": end},
-        ).fetchall()
-    ]
+    instance records as pulled. `derived_day_range` asks the instance; with the warehouse
+    file deleted, or NOVA_DUCKDB_PATH pointed at another one, the instance still says every
+    day is in, and an asset picked alone would store its days empty, as if the fleet had
+    been idle."""
+    unpulled = [day.isoformat() for day in _days_without_pull(con, days_between(start, end))]
     if unpulled:
-        [(path,)] = con.execute(
-            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-        ).fetchall()
         raise WarehouseLacksDays(
             f"{_built(context)} not built: this Dagster instance has call_sms_raw_pages "
-            f"materialized for {first_ten(unpulled)}, but the warehouse {path} holds no page "
-            f"of {'it' if len(unpulled) == 1 else 'them'}: the file was replaced or deleted, "
-            "or NOVA_DUCKDB_PATH (NOVA_DATA_DIR) now points at another one. Point it back, or "
-            "materialize those days with every asset selected to pull them again. Nothing "
-            "was written."
+            f"materialized for {first_ten(unpulled)}, but the warehouse {_warehouse_file(con)} "
+            f"holds no page of {'it' if len(unpulled) == 1 else 'them'}: {CHANGED_FILE}. "
+            "Point it back, or materialize those days with every asset selected to pull them "
+            "again. Nothing was written."
         )
+
+
+def warn_of_days_not_in_warehouse(
+    context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection, besides: Sequence[dt.date]
+) -> int:
+    """Warn of the days, other than the run's own (`besides`), that the instance records
+    the raw pages as materialized for and the warehouse holds no pull of; their count.
+    The UI's partitions, the freshness checks and the schedule's catch-up of missed days
+    read the instance, so after the file was deleted or the setting changed they would
+    show those days as in without a word; the daily run is where it is seen."""
+    recorded = context.instance.get_materialized_partitions(context.asset_key)
+    days = sorted({dt.date.fromisoformat(key) for key in recorded} - set(besides))
+    missing = _days_without_pull(con, days) if days else []
+    if missing:
+        context.log.warning(
+            "this Dagster instance has call_sms_raw_pages materialized for %s besides "
+            "this run's that the warehouse %s holds no page of: %s. The UI shows them as "
+            "materialized and the daily schedule will not pull them again: %s. Point it back, "
+            "or backfill those days with every asset selected.",
+            f"{len(missing)} day" if len(missing) == 1 else f"{len(missing)} days",
+            _warehouse_file(con),
+            first_ten(day_spans(missing)),
+            CHANGED_FILE,
+        )
+    return len(missing)
+
+
+def day_spans(days: Sequence[dt.date]) -> list[str]:
+    """Sorted days as runs of consecutive ones (`2026-11-15..2026-11-17`, `2026-11-20`):
+    the ranges a backfill would be launched over."""
+    spans: list[list[dt.date]] = []
+    for day in days:
+        if spans and day - spans[-1][1] == dt.timedelta(days=1):
+            spans[-1][1] = day
+        else:
+            spans.append([day, day])
+    return [f"{a}..{b}" if a != b else str(a) for a, b in spans]
 
 
 def euro(value: Decimal | None) -> str:

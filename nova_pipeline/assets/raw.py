@@ -11,6 +11,7 @@ from nova_pipeline.assets.common import (
     add_daily_metadata,
     markdown_table,
     table_metadata,
+    warn_of_days_not_in_warehouse,
 )
 from nova_pipeline.landing import PageRecord
 from nova_pipeline.partitions import day_range, days_between
@@ -64,7 +65,9 @@ def day_figures(pulled: DayPull) -> dict[str, object]:
         "before the warehouse is opened; a failed pull writes nothing. Each day's "
         "materialization has that day's figures (`items_per_pull`: each pull made, with "
         "its items); `per_day`, `days`, `fetch_seconds` and `empty_days` describe the run "
-        "it was part of."
+        "it was part of. `days_not_in_warehouse` counts the other days this Dagster instance "
+        "records as materialized that the warehouse holds no page of (a file deleted, "
+        "NOVA_DUCKDB_PATH changed): the run warns of them, naming the days to backfill."
     ),
 )
 def call_sms_raw_pages(
@@ -92,6 +95,7 @@ def call_sms_raw_pages(
     columns = {c: [getattr(r, c) for r in records] for c in PAGE_COLUMNS}
     try:
         with duckdb.get_connection() as con:
+            not_in_warehouse = warn_of_days_not_in_warehouse(context, con, besides=days)
             replace_days(
                 con,
                 start,
@@ -117,6 +121,7 @@ def call_sms_raw_pages(
         metadata={
             "days": len(pulls),
             "empty_days": dg.MetadataValue.json(empty_days),
+            "days_not_in_warehouse": not_in_warehouse,
             "fetch_seconds": round(fetch_seconds, 2),
             "per_day": markdown_table(
                 ["day", "pages", "items (all)", "group items", "retries", "seconds"],

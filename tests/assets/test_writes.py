@@ -15,7 +15,7 @@ from nova_pipeline.resources import build_resources
 from nova_pipeline.settings import load_settings
 from nova_pipeline.simulator import FleetSpec
 from nova_pipeline.warehouse import GRAIN, TABLES, ensure_schema, replace_days
-from tests.conftest import DAY, file_size_limit
+from tests.conftest import DAY, day_metadata, file_size_limit, run_logs
 
 DAY_KEY = DAY.isoformat()
 SNAPSHOT = {
@@ -199,6 +199,43 @@ def test_a_warehouse_that_lacks_the_days_the_instance_recorded_fails_the_step(
 
     pipeline.run(DAY_KEY)
     assert snapshot(pipeline) == before, "a run of every asset pulls the day into the new file"
+
+
+def test_a_pull_warns_of_the_other_days_the_instance_records_that_the_warehouse_lacks(
+    make_pipeline, tmp_path
+):
+    """The UI's partitions, the freshness checks and the schedule's catch-up read the
+    instance: after the warehouse moved they would show every day as in, without a word.
+    The daily run's pull says which days to backfill."""
+    pipeline = make_pipeline()
+    pipeline.run("2026-11-14", "2026-11-15", selection=["call_sms_raw_pages"])
+    pipeline.run("2026-11-17", selection=["call_sms_raw_pages"])
+    elsewhere = tmp_path / "elsewhere.duckdb"
+    pipeline.reconfigure("duckdb", database=str(elsewhere))
+
+    def pull(first: str, last: str | None = None) -> tuple[int, list[str]]:
+        result = pipeline.run(first, last, selection=["call_sms_raw_pages"])
+        [count] = {
+            m["days_not_in_warehouse"] for m in day_metadata(result, "call_sms_raw_pages").values()
+        }
+        return count, [m for m in run_logs(pipeline, result) if "holds no page of" in m]
+
+    assert pull(DAY_KEY) == (
+        3,
+        [
+            "this Dagster instance has call_sms_raw_pages materialized for 3 days besides this "
+            f"run's that the warehouse {elsewhere} holds no page of: 2026-11-14..2026-11-15, "
+            "2026-11-17. The UI shows them as materialized and the daily schedule will not "
+            "pull them again: the file was replaced or deleted, or NOVA_DUCKDB_PATH "
+            "(NOVA_DATA_DIR) now points at another one. Point it back, or backfill those days "
+            "with every asset selected."
+        ],
+    )
+    count, [warning] = pull("2026-11-14", "2026-11-15")
+    assert count == 1 and "for 1 day besides this run's" in warning and ": 2026-11-17. " in warning
+    assert pull("2026-11-17") == (0, [])
+    days = pipeline.sql("SELECT DISTINCT day FROM call_sms_raw_pages ORDER BY day")
+    assert days == [(dt.date(2026, 11, d),) for d in (14, 15, 17, 18)]
 
 
 def test_replace_days_rolls_back_every_table_on_error(tmp_path):
