@@ -1,6 +1,7 @@
 """The one partitioning of every asset: the provider's day, in the provider's time zone."""
 
 import datetime as dt
+from collections.abc import Iterable
 
 import dagster as dg
 
@@ -23,6 +24,24 @@ def day_range(
 
 def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def consecutive_ranges(
+    days: Iterable[dt.date], at_most: int | None = None
+) -> list[tuple[dt.date, dt.date]]:
+    """`days` as the first and last day of runs of consecutive days, none over `at_most`
+    days: the ranges to launch runs or a backfill over."""
+    ranges: list[tuple[dt.date, dt.date]] = []
+    for day in sorted(days):
+        if ranges:
+            first, last = ranges[-1]
+            if day == last + dt.timedelta(days=1) and (
+                at_most is None or (day - first).days < at_most
+            ):
+                ranges[-1] = (first, day)
+                continue
+        ranges.append((day, day))
+    return ranges
 
 
 DAILY = daily_partitions(current_settings())

@@ -3,14 +3,13 @@ missed, the re-pull of a day the provider had not synced yet, and partition-awar
 freshness."""
 
 import datetime as dt
-from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from nova_pipeline.clock import local_time
 from nova_pipeline.jobs import WAREHOUSE_ASSETS, call_sms_job
-from nova_pipeline.partitions import DAILY, days_between
+from nova_pipeline.partitions import DAILY, consecutive_ranges, days_between
 from nova_pipeline.settings import current_settings
 
 DAILY_SCHEDULE = "call_sms_daily"
@@ -48,19 +47,6 @@ LOADED_FROM_PULL = [
     spec.key for asset in WAREHOUSE_ASSETS for spec in asset.specs if spec.key != RAW_PAGES
 ]
 """The assets a day's pull is loaded into: the day is in once each has materialized it since."""
-
-
-def catch_up_ranges(days: Iterable[dt.date], days_per_run: int) -> list[tuple[dt.date, dt.date]]:
-    """`days` as first and last day of runs of consecutive days, none over `days_per_run`."""
-    ranges: list[tuple[dt.date, dt.date]] = []
-    for day in sorted(days):
-        if ranges:
-            first, last = ranges[-1]
-            if day == last + dt.timedelta(days=1) and (day - first).days < days_per_run:
-                ranges[-1] = (first, day)
-                continue
-        ranges.append((day, day))
-    return ranges
 
 
 def days_never_pulled(
@@ -131,7 +117,7 @@ def build_daily_schedule(settings=None) -> dg.ScheduleDefinition:
                         CATCH_UP_TAG: "true",
                     },
                 )
-                for start, end in catch_up_ranges(missed, settings.backfill_days_per_run)
+                for start, end in consecutive_ranges(missed, settings.backfill_days_per_run)
             ),
         ]
 

@@ -13,7 +13,7 @@ import dagster as dg
 import duckdb
 
 from nova_pipeline.landing import Landing
-from nova_pipeline.partitions import BACKFILL, DAILY, day_range, days_between
+from nova_pipeline.partitions import BACKFILL, DAILY, consecutive_ranges, day_range, days_between
 from nova_pipeline.settings import current_settings
 from nova_pipeline.transforms.events import UNPULLED_GROUPS_SQL
 from nova_pipeline.warehouse import GRAIN, TABLES, qualified_name
@@ -238,6 +238,7 @@ def warn_of_days_not_in_warehouse(
     days = sorted({dt.date.fromisoformat(key) for key in recorded} - set(besides))
     missing = _days_without_pull(con, days) if days else []
     if missing:
+        spans = [f"{a}..{b}" if a != b else str(a) for a, b in consecutive_ranges(missing)]
         context.log.warning(
             "this Dagster instance has call_sms_raw_pages materialized for %s besides "
             "this run's that the warehouse %s holds no page of: %s. The UI shows them as "
@@ -245,22 +246,10 @@ def warn_of_days_not_in_warehouse(
             "or backfill those days with every asset selected.",
             f"{len(missing)} day" if len(missing) == 1 else f"{len(missing)} days",
             _warehouse_file(con),
-            first_ten(day_spans(missing)),
+            first_ten(spans),
             CHANGED_FILE,
         )
     return len(missing)
-
-
-def day_spans(days: Sequence[dt.date]) -> list[str]:
-    """Sorted days as runs of consecutive ones (`2026-11-15..2026-11-17`, `2026-11-20`):
-    the ranges a backfill would be launched over."""
-    spans: list[list[dt.date]] = []
-    for day in days:
-        if spans and day - spans[-1][1] == dt.timedelta(days=1):
-            spans[-1][1] = day
-        else:
-            spans.append([day, day])
-    return [f"{a}..{b}" if a != b else str(a) for a, b in spans]
 
 
 def euro(value: Decimal | None) -> str:

@@ -8,13 +8,13 @@ import datetime as dt
 import dagster as dg
 import pytest
 
+from nova_pipeline.partitions import consecutive_ranges
 from nova_pipeline.schedules import (
     CATCH_UP_TAG,
     RANGE_END,
     RANGE_START,
     SCHEDULE_NAME,
     build_daily_schedule,
-    catch_up_ranges,
     days_for_tick,
 )
 from nova_pipeline.settings import load_settings
@@ -86,14 +86,15 @@ def test_days_for_tick_is_pure():
 
 def test_missed_days_are_cut_into_runs_of_consecutive_days():
     days = [dt.date(2026, 11, d) for d in (9, 1, 2, 3, 4, 5, 7, 10)]
-    assert [(a.day, b.day) for a, b in catch_up_ranges(days, 2)] == [
+    assert [(a.day, b.day) for a, b in consecutive_ranges(days, 2)] == [
         (1, 2),
         (3, 4),
         (5, 5),
         (7, 7),
         (9, 10),
     ]
-    assert catch_up_ranges([], 31) == []
+    assert consecutive_ranges([], 31) == []
+    assert [(a.day, b.day) for a, b in consecutive_ranges(days)] == [(1, 5), (7, 7), (9, 10)]
 
 
 def test_days_missed_while_the_daemon_was_down_are_pulled_at_its_next_tick(make_pipeline):
