@@ -7,8 +7,8 @@ day and selector.
 Each line is one page: `{"day", "selector", "page", "fetched_at", "body": <response body>}`.
 Verbatim means the bytes sent but for three changes that leave every JSON value the same:
 a byte order mark before the body is dropped and a body in a declared charset other than
-UTF-8 is made UTF-8 (both by the client, `api/client.py`), and a line break between
-tokens becomes a space (`page_line`).
+UTF-8 (or, declaring none, in NOVA_API_CHARSET's) is made UTF-8 (both by the client,
+`api/client.py`), and a line break between tokens becomes a space (`page_line`).
 Pages whose every item meets the contract go to `<selector>.ndjson.zst`, which DuckDB reads
 with fixed column types; a page with any other item goes to
 `<selector>.nonconforming.ndjson.zst` (written only when there is one), whose items are

@@ -24,6 +24,10 @@ class NovaApiResource(dg.ConfigurableResource):
     api_token: str = Field(default="", description="Sent only in the auth header, never logged")
     auth_header: str = Settings.auth_header
     auth_scheme: str = Settings.auth_scheme
+    api_charset: str = Field(
+        default=Settings.api_charset,
+        description="How to read a body that is not UTF-8 and names no charset (NOVA_API_CHARSET)",
+    )
     page_size: int = Settings.page_size
     max_pages: int = Settings.max_pages
     connect_timeout_s: float = Settings.connect_timeout_s
@@ -49,7 +53,12 @@ class NovaApiResource(dg.ConfigurableResource):
             deadline_s=self.retry_deadline_s,
             backoff_base_s=self.backoff_base_s,
         )
-        config = ClientConfig(page_size=self.page_size, max_pages=self.max_pages, retry=retry)
+        config = ClientConfig(
+            page_size=self.page_size,
+            max_pages=self.max_pages,
+            retry=retry,
+            charset=self.api_charset,
+        )
         return NovaClient(endpoint, config, logger)
 
 
@@ -157,6 +166,7 @@ def api_resource(
         "api_token": token,
         "auth_header": settings.auth_header,
         "auth_scheme": settings.auth_scheme,
+        "api_charset": settings.api_charset,
         "page_size": settings.page_size,
         "max_pages": settings.max_pages,
         "connect_timeout_s": settings.connect_timeout_s,

@@ -7,6 +7,7 @@ than deep inside a step.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import functools
 import os
@@ -49,6 +50,7 @@ class Settings:
     api_token: str = field(default="", repr=False)
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer"
+    api_charset: str = ""
     page_size: int = 1000
     max_pages: int = 100_000
     connect_timeout_s: float = 10.0
@@ -195,6 +197,20 @@ def _auth(env: Mapping[str, str]) -> tuple[str, str, str]:
     return header, scheme, token
 
 
+def _charset(env: Mapping[str, str]) -> str:
+    """The charset of a body whose Content-Type names none, when it is not UTF-8; empty
+    when the provider keeps to UTF-8, as JSON requires."""
+    name = env.get("NOVA_API_CHARSET", "").strip()
+    if name:
+        try:
+            codecs.lookup(name)
+        except LookupError:
+            raise SettingsError(
+                f"NOVA_API_CHARSET: {name!r} is not a known charset (e.g. windows-1251)"
+            ) from None
+    return name
+
+
 @functools.cache
 def current_settings() -> Settings:
     """The settings of this process, read from the environment on first use."""
@@ -216,6 +232,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_token=api_token,
         auth_header=auth_header,
         auth_scheme=auth_scheme,
+        api_charset=_charset(env),
         page_size=_int(env, "NOVA_PAGE_SIZE", Settings.page_size),
         max_pages=_int(env, "NOVA_MAX_PAGES", Settings.max_pages),
         connect_timeout_s=_float(env, "NOVA_CONNECT_TIMEOUT", Settings.connect_timeout_s),

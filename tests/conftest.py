@@ -295,7 +295,8 @@ def make_pipeline(start_simulator, tmp_path):
         api = {
             k: kw.pop(k)
             for k in list(kw)
-            if k in ("page_size", "fetch_concurrency", "read_timeout_s", "max_attempts")
+            if k
+            in ("page_size", "fetch_concurrency", "read_timeout_s", "max_attempts", "api_charset")
         }
         return Pipeline(sim or start_simulator(**kw), tmp_path / f"p{count}", groups, **api)
 

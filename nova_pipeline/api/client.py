@@ -75,6 +75,8 @@ class ClientConfig:
     page_size: int = 1000
     max_pages: int = 100_000
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    charset: str = ""
+    """How to read a body that is not UTF-8 when its Content-Type names no charset."""
 
 
 @dataclass
@@ -324,7 +326,10 @@ class NovaClient:
                 "which the client did not ask for and cannot undo (it asks for gzip or "
                 "deflate): the server must honour Accept-Encoding"
             )
-        content = _as_utf8(response.content.removeprefix(BYTE_ORDER_MARK), response)
+        content = _as_utf8(
+            response.content.removeprefix(BYTE_ORDER_MARK),
+            response.charset_encoding or self.config.charset,
+        )
         try:
             envelope, conforms = _decode(content)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -369,7 +374,8 @@ def _not_unicode(body: bytes) -> str | None:
             return (
                 f"bytes that are not UTF-8, {body[error.start : error.start + 4]!r} at byte "
                 f"{error.start} (text in another encoding, such as windows-1251?); the "
-                "provider must send UTF-8"
+                "provider must send UTF-8 or name its charset in the Content-Type; if it "
+                "never does, set NOVA_API_CHARSET to the one it uses"
             )
     lone = LONE_SURROGATE.search(body)
     if lone:
@@ -425,13 +431,13 @@ def _certificate_refused(error: BaseException) -> str | None:
     return None
 
 
-def _as_utf8(body: bytes, response: httpx.Response) -> bytes:
+def _as_utf8(body: bytes, declared: str | None) -> bytes:
     """The body in UTF-8, as JSON is exchanged: as sent when it already is (ASCII, or a
     charset label that does not match the bytes), else decoded from the charset its
-    Content-Type declares (`application/json; charset=windows-1251`), the same text. A
-    body in another charset that is not declared stays as it is, for the client to refuse
-    saying where (`_not_unicode`): guessing an encoding could land the wrong text."""
-    declared = response.charset_encoding
+    Content-Type declares (`application/json; charset=windows-1251`) or, when it declares
+    none, NOVA_API_CHARSET names: the same text. A body in another charset that neither
+    names stays as it is, for the client to refuse saying where (`_not_unicode`):
+    guessing an encoding could land the wrong text."""
     if not declared or declared.lower().replace("_", "-") in ("utf-8", "utf8"):
         return body
     try:

@@ -211,7 +211,13 @@ def test_ignore_page_raises_a_clear_error_instead_of_looping(start_simulator):
     ("fault", "found", "said"),
     [
         ("lone_surrogate", rb"\ud83d", "a lone UTF-16 surrogate escape, \\ud83d at byte {at}"),
-        ("windows_1251", b"\xcf", "bytes that are not UTF-8, b'\\xcf\\xee\\xe5\\xe7' at byte {at}"),
+        (
+            "windows_1251",
+            b"\xcf",
+            "bytes that are not UTF-8, b'\\xcf\\xee\\xe5\\xe7' at byte {at} (text in another "
+            "encoding, such as windows-1251?); the provider must send UTF-8 or name its charset "
+            "in the Content-Type; if it never does, set NOVA_API_CHARSET to the one it uses",
+        ),
     ],
 )
 def test_a_name_not_in_unicode_fails_at_once_saying_where(start_simulator, fault, found, said):
@@ -231,10 +237,22 @@ def test_a_name_not_in_unicode_fails_at_once_saying_where(start_simulator, fault
     assert client.stats.requests == 1
 
 
-def test_a_page_in_a_charset_its_content_type_declares_is_read_in_it(start_simulator, simulator):
+@pytest.mark.parametrize(
+    ("fault", "charset"),
+    [
+        ("declared_windows_1251", ""),
+        ("declared_windows_1251", "koi8-r"),
+        ("windows_1251", "windows-1251"),
+    ],
+)
+def test_a_page_in_a_charset_its_content_type_or_the_setting_names_is_read_in_it(
+    start_simulator, simulator, fault, charset
+):
     """`application/json; charset=windows-1251`: HTTP says how to read the bytes, so the
-    page is the same text in UTF-8, not an unreadable body; undeclared, it still fails."""
-    pages, client = fetch(start_simulator(faults={"declared_windows_1251": 1.0}))
+    page is the same text in UTF-8, not an unreadable body. A provider that never says
+    is read in NOVA_API_CHARSET (`charset`), which a declared charset overrides; with
+    neither, the page fails (the test above)."""
+    pages, client = fetch(start_simulator(faults={fault: 1.0}), charset=charset)
     reference, _ = fetch(simulator)
     assert client.stats.retries == 0 and all(p.conforms for p in pages)
     for page, clean in zip(pages, reference, strict=True):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pytest
+
 from tests.conftest import DAY, landed_lines
 
 DAY_KEY = DAY.isoformat()
@@ -175,22 +177,25 @@ def test_schema_drift_an_extra_field_is_kept_raw_loaded_without_it_and_counted(m
     assert meta["items_with_extra_fields"].value == len(landed)
 
 
-def test_a_page_in_a_declared_windows_1251_lands_its_names_as_sent(make_pipeline):
+@pytest.mark.parametrize(
+    ("fault", "api_charset"), [("declared_windows_1251", ""), ("windows_1251", "windows-1251")]
+)
+def test_a_page_in_windows_1251_lands_its_names_as_sent(make_pipeline, fault, api_charset):
     """The last item of each page is renamed in Cyrillic, and the page sent whole in
-    windows-1251 with the charset in its Content-Type: the names reach the warehouse as
-    the same text, everything else as in a clean run."""
+    windows-1251, with the charset in its Content-Type or in NOVA_API_CHARSET: the names
+    reach the warehouse as the same text, everything else as in a clean run."""
     clean = make_pipeline()
     clean.run(DAY_KEY)
-    declared = make_pipeline(faults={"declared_windows_1251": 1.0})
-    assert declared.run(DAY_KEY).success
+    cyrillic = make_pipeline(faults={fault: 1.0}, api_charset=api_charset)
+    assert cyrillic.run(DAY_KEY).success
     renamed = "SELECT sid FROM call_sms_events WHERE sim_name = 'Поезд-7'"
     pages = "SELECT count(*) FROM call_sms_raw_pages WHERE selector = 'all' AND item_count > 0"
-    assert len(declared.sql(renamed)) == declared.sql(pages)[0][0] > 0
-    assert declared.sql(
+    assert len(cyrillic.sql(renamed)) == cyrillic.sql(pages)[0][0] > 0
+    assert cyrillic.sql(
         f"SELECT * EXCLUDE (sim_name) FROM call_sms_events WHERE sid IN ({renamed}) ORDER BY ALL"
     ) == clean.sql(
         f"SELECT * EXCLUDE (sim_name) FROM call_sms_events WHERE sid IN "
-        f"({', '.join(str(sid) for (sid,) in declared.sql(renamed))}) ORDER BY ALL"
+        f"({', '.join(str(sid) for (sid,) in cyrillic.sql(renamed))}) ORDER BY ALL"
     )
     costs = "SELECT * EXCLUDE (sim_name) FROM sim_daily_cost ORDER BY ALL"
-    assert declared.sql(costs) == clean.sql(costs)
+    assert cyrillic.sql(costs) == clean.sql(costs)
