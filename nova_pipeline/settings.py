@@ -7,7 +7,6 @@ than deep inside a step.
 
 from __future__ import annotations
 
-import codecs
 import datetime as dt
 import functools
 import os
@@ -199,11 +198,13 @@ def _auth(env: Mapping[str, str]) -> tuple[str, str, str]:
 
 def _charset(env: Mapping[str, str]) -> str:
     """The charset of a body whose Content-Type names none, when it is not UTF-8; empty
-    when the provider keeps to UTF-8, as JSON requires."""
+    when the provider keeps to UTF-8, as JSON requires. Encoding a letter refuses both an
+    unknown name and a codec that is no charset (`rot13`, `base64`), which `bytes.decode`
+    would refuse at the first page instead."""
     name = env.get("NOVA_API_CHARSET", "").strip()
     if name:
         try:
-            codecs.lookup(name)
+            "x".encode(name)
         except LookupError:
             raise SettingsError(
                 f"NOVA_API_CHARSET: {name!r} is not a known charset (e.g. windows-1251)"

@@ -431,14 +431,14 @@ def _certificate_refused(error: BaseException) -> str | None:
     return None
 
 
-def _as_utf8(body: bytes, declared: str | None) -> bytes:
+def _as_utf8(body: bytes, charset: str | None) -> bytes:
     """The body in UTF-8, as JSON is exchanged: as sent when it already is (ASCII, or a
     charset label that does not match the bytes), else decoded from the charset its
     Content-Type declares (`application/json; charset=windows-1251`) or, when it declares
     none, NOVA_API_CHARSET names: the same text. A body in another charset that neither
     names stays as it is, for the client to refuse saying where (`_not_unicode`):
     guessing an encoding could land the wrong text."""
-    if not declared or declared.lower().replace("_", "-") in ("utf-8", "utf8"):
+    if not charset or charset.lower().replace("_", "-") in ("utf-8", "utf8"):
         return body
     try:
         body.decode()
@@ -446,7 +446,7 @@ def _as_utf8(body: bytes, declared: str | None) -> bytes:
     except UnicodeDecodeError:
         pass
     try:
-        return body.decode(declared).encode()
+        return body.decode(charset).encode()
     except (LookupError, UnicodeDecodeError):
         return body
 
