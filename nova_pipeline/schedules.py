@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from nova_pipeline.assets.common import RAW_PAGES
 from nova_pipeline.clock import local_time
 from nova_pipeline.jobs import WAREHOUSE_ASSETS, call_sms_job
 from nova_pipeline.partitions import DAILY, consecutive_ranges, days_between
@@ -42,7 +43,6 @@ def _cron(at: str) -> str:
     return f"{time.minute} {time.hour} * * *"
 
 
-RAW_PAGES = dg.AssetKey("call_sms_raw_pages")
 LOADED_FROM_PULL = [
     spec.key for asset in WAREHOUSE_ASSETS for spec in asset.specs if spec.key != RAW_PAGES
 ]

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+import dagster as dg
+import duckdb
 import httpx
 
 from nova_pipeline.demo import DEMO_GROUPS, SIMULATOR_ARGS, output_to_nowhere
@@ -330,17 +332,25 @@ def _lock(lock: IO[str]) -> bool:
 
 def main() -> int:
     """`make ui`: the simulator and `dagster dev`, in the instance the Makefile names."""
+    from nova_pipeline.settings import SettingsError, load_settings
+
     with _instance("make ui") as home:
         if home is None:
             return 2
         port = _port()
         with simulator_child(SIMULATOR_ARGS) as simulator:
-            env = {**os.environ, "NOVA_API_URL": simulator.api_url}
-            env.setdefault("NOVA_GROUPS", DEMO_GROUPS)
-            with dagster_dev(env, port=port) as dev:
+            # Read here as `dagster dev` will read them, its settings being this process's.
+            os.environ["NOVA_API_URL"] = simulator.api_url
+            os.environ.setdefault("NOVA_GROUPS", DEMO_GROUPS)
+            try:
+                warehouse = _warehouse_check(load_settings(), home)
+            except SettingsError as exc:
+                print(exc, file=sys.stderr)
+                return 2
+            with dagster_dev(os.environ, port=port) as dev:
                 print(
                     f"\nDagster UI at {dev.url} (simulator at {simulator.api_url}); instance in "
-                    f"{home}; Ctrl-C stops both.",
+                    f"{home}; Ctrl-C stops both.\n{warehouse}",
                     flush=True,
                 )
                 return _until_stopped(dev, "dagster dev and the simulator", simulator)
@@ -377,11 +387,13 @@ def serve() -> int:
                 flush=True,
             )
         port = _port()
+        warehouse = _warehouse_check(settings, home)
         with dagster_dev(os.environ, port=port) as dev:
             checked = _api_check(settings)
             print(
                 f"\nDagster UI at {dev.url} for {settings.api_url}; instance in {home}, "
-                f"warehouse {settings.duckdb_path.resolve()}; Ctrl-C stops it.\n{checked}",
+                f"warehouse {settings.duckdb_path.resolve()}; Ctrl-C stops it.\n{checked}\n"
+                f"{warehouse}",
                 flush=True,
             )
             return _until_stopped(dev, "dagster dev")
@@ -413,6 +425,44 @@ def _api_check(settings: Settings) -> str:
         )
     token = "its token accepted" if settings.api_token else "no token sent (NOVA_API_TOKEN)"
     return f"API check: {settings.api_url} answered a query of {day}, {token}."
+
+
+def _warehouse_check(settings: Settings, home: Path) -> str:
+    """Whether the warehouse holds every day the instance records as pulled, said under
+    the banner. The UI's partitions, the freshness checks and the schedule's catch-up read
+    the instance: after the file was deleted or NOVA_DUCKDB_PATH changed they would show
+    those days as in, and the first pull, which warns of them, may be hours away. Read
+    before `dagster dev` starts, while no run can want the file."""
+    from nova_pipeline.assets.common import RAW_PAGES, days_not_in_warehouse, not_in_warehouse
+
+    path = settings.duckdb_path.resolve()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        recorded = len(instance.get_materialized_partitions(RAW_PAGES))
+        if not recorded:
+            return "Warehouse check: this instance records no day as pulled yet."
+        try:
+            with _warehouse(path) as con:
+                missing = days_not_in_warehouse(instance, con)
+        except duckdb.Error as exc:
+            return f"Warehouse check not made: {path} could not be read ({exc})."
+    if missing:
+        return f"Warehouse check: {not_in_warehouse(missing, str(path))}"
+    days = "the 1 day" if recorded == 1 else f"each of the {recorded} days"
+    return f"Warehouse check: {path} holds a pull of {days} this instance records as pulled."
+
+
+@contextmanager
+def _warehouse(path: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """The warehouse file read-only; None when it does not exist, or holds no pages yet
+    (a file of another use, or one whose first run died before creating its tables)."""
+    if not path.exists():
+        yield None
+        return
+    with duckdb.connect(str(path), read_only=True) as con:
+        tables = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'call_sms_raw_pages'"
+        ).fetchone()
+        yield con if tables == (1,) else None
 
 
 if __name__ == "__main__":

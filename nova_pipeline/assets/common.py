@@ -22,6 +22,8 @@ DUCKDB_POOL = "duckdb"
 """DuckDB allows one writing process: every step that opens the file is in this pool,
 whose limit is 1 (dagster.yaml), so concurrent runs queue instead of failing on the lock."""
 
+RAW_PAGES = dg.AssetKey("call_sms_raw_pages")
+
 DAILY_WAREHOUSE_STEP = {"partitions_def": DAILY, "backfill_policy": BACKFILL, "pool": DUCKDB_POOL}
 """What every asset shares: the provider day, batched backfills, the DuckDB pool."""
 
@@ -226,29 +228,44 @@ def require_pulled_days(
         )
 
 
+def days_not_in_warehouse(
+    instance: dg.DagsterInstance,
+    con: duckdb.DuckDBPyConnection | None,
+    besides: Sequence[dt.date] = (),
+) -> list[dt.date]:
+    """The days, other than `besides`, that the instance records the raw pages as
+    materialized for and the warehouse (`con`; None when there is no file) holds no pull
+    of, in order. The UI's partitions, the freshness checks and the schedule's catch-up of
+    missed days read the instance: after the file was deleted or the setting changed they
+    would show those days as in without a word."""
+    recorded = instance.get_materialized_partitions(RAW_PAGES)
+    days = sorted({dt.date.fromisoformat(key) for key in recorded} - set(besides))
+    if con is None or not days:
+        return days
+    return _days_without_pull(con, days)
+
+
+def not_in_warehouse(missing: Sequence[dt.date], warehouse: str, besides: str = "") -> str:
+    """What days the instance records and the warehouse lacks mean, and what to do; said by
+    every pull and under `make serve`'s and `make ui`'s banner."""
+    spans = [f"{a}..{b}" if a != b else str(a) for a, b in consecutive_ranges(missing)]
+    count = f"{len(missing)} day" if len(missing) == 1 else f"{len(missing)} days"
+    return (
+        f"this Dagster instance has call_sms_raw_pages materialized for {count}{besides} that "
+        f"the warehouse {warehouse} holds no page of: {first_ten(spans)}. The UI shows them as "
+        f"materialized and the daily schedule will not pull them again: {CHANGED_FILE}. Point "
+        "it back, or backfill those days with every asset selected."
+    )
+
+
 def warn_of_days_not_in_warehouse(
     context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection, besides: Sequence[dt.date]
 ) -> int:
     """Warn of the days, other than the run's own (`besides`), that the instance records
-    the raw pages as materialized for and the warehouse holds no pull of; their count.
-    The UI's partitions, the freshness checks and the schedule's catch-up of missed days
-    read the instance, so after the file was deleted or the setting changed they would
-    show those days as in without a word; the daily run is where it is seen."""
-    recorded = context.instance.get_materialized_partitions(context.asset_key)
-    days = sorted({dt.date.fromisoformat(key) for key in recorded} - set(besides))
-    missing = _days_without_pull(con, days) if days else []
+    and the warehouse lacks; their count. The daily run is where it is seen."""
+    missing = days_not_in_warehouse(context.instance, con, besides)
     if missing:
-        spans = [f"{a}..{b}" if a != b else str(a) for a, b in consecutive_ranges(missing)]
-        context.log.warning(
-            "this Dagster instance has call_sms_raw_pages materialized for %s besides "
-            "this run's that the warehouse %s holds no page of: %s. The UI shows them as "
-            "materialized and the daily schedule will not pull them again: %s. Point it back, "
-            "or backfill those days with every asset selected.",
-            f"{len(missing)} day" if len(missing) == 1 else f"{len(missing)} days",
-            _warehouse_file(con),
-            first_ten(spans),
-            CHANGED_FILE,
-        )
+        context.log.warning(not_in_warehouse(missing, _warehouse_file(con), " besides this run's"))
     return len(missing)
 
 

@@ -10,6 +10,7 @@ from duckdb import DuckDBPyConnection
 
 from nova_pipeline.assets.common import (
     DAILY_WAREHOUSE_STEP,
+    RAW_PAGES,
     add_daily_metadata,
     day_totals,
     derived_day_range,
@@ -38,14 +39,12 @@ from nova_pipeline.transforms.events import (
 )
 from nova_pipeline.warehouse import replace_days
 
-RAW = dg.AssetKey("call_sms_raw_pages")
-
 
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
             "call_sms_events",
-            deps=[RAW],
+            deps=[RAW_PAGES],
             group_name="events",
             kinds={"duckdb", "sql"},
             metadata={
@@ -72,7 +71,7 @@ RAW = dg.AssetKey("call_sms_raw_pages")
         ),
         dg.AssetSpec(
             "call_sms_rejects",
-            deps=[RAW],
+            deps=[RAW_PAGES],
             group_name="events",
             kinds={"duckdb", "sql"},
             metadata={
@@ -212,7 +211,7 @@ def call_sms_events(
 
 @dg.asset(
     name="sim_group_membership",
-    deps=[RAW],
+    deps=[RAW_PAGES],
     group_name="events",
     kinds={"duckdb", "sql"},
     **DAILY_WAREHOUSE_STEP,

@@ -22,17 +22,26 @@ import duckdb
 import pytest
 
 from nova_pipeline.checks import ASSET_CHECKS
+from nova_pipeline.settings import load_settings
 from nova_pipeline.simulator.process import free_port, simulator_process
 from nova_pipeline.ui import (
     FINISHED_RUN,
     REPO,
     _check_port_free,
+    _warehouse_check,
     graphql,
     launch_backfill,
+    project_home,
     wait_for_backfill,
 )
-from nova_pipeline.warehouse import TABLES
-from tests.conftest import dagster_dev_stack, independent_costs, served_items
+from nova_pipeline.warehouse import TABLES, ensure_schema
+from tests.conftest import (
+    dagster_dev_stack,
+    independent_costs,
+    index_page,
+    served_items,
+    warehouse_held,
+)
 
 DAYS_PER_RUN = 4
 FIRST = dt.date(2026, 11, 9)
@@ -317,6 +326,7 @@ def test_make_serve_runs_the_pipeline_on_the_api_it_is_given_in_an_instance_of_i
         with serving(env, log) as banner:
             assert f"for {api_url}; instance in {home}, warehouse {tmp_path / 'data'}" in banner
             checked = api_check_line(log)
+            assert start_lines(log)[2] == NOTHING_RECORDED
             assert re.fullmatch(
                 rf"API check: {re.escape(api_url)} answered a query of \d{{4}}-\d\d-\d\d, "
                 "its token accepted\\.",
@@ -335,9 +345,19 @@ def test_make_serve_runs_the_pipeline_on_the_api_it_is_given_in_an_instance_of_i
 
     own = "telemetry:\n  enabled: false\n"
     (home / "dagster.yaml").write_text(own)
+    warehouse = tmp_path / "data" / "nova.duckdb"
+    warehouse.rename(warehouse.with_name("moved.duckdb"))
     with simulator_process(sim) as api_url:
         wrong = {**env, "NOVA_API_URL": api_url, "NOVA_API_TOKEN": "expired-token"}
         with serving(wrong, log):
+            assert start_lines(log)[2] == (
+                "Warehouse check: this Dagster instance has call_sms_raw_pages materialized for "
+                f"1 day that the warehouse {warehouse} holds no page of: 2026-11-18. The UI "
+                "shows them as materialized and the daily schedule will not pull them again: "
+                "the file was replaced or deleted, or NOVA_DUCKDB_PATH (NOVA_DATA_DIR) now "
+                "points at another one. Point it back, or backfill those days with every asset "
+                "selected."
+            )
             assert (home / "dagster.yaml").read_text() == own
             assert "dagster.yaml is kept as it is; it differs from the project's" in log.read_text()
             assert api_check_line(log) == (
@@ -349,10 +369,63 @@ def test_make_serve_runs_the_pipeline_on_the_api_it_is_given_in_an_instance_of_i
         assert "expired-token" not in log.read_text()
 
 
+def start_lines(log: Path) -> list[str]:
+    """The lines `make serve` or `make ui` prints from its banner on."""
+    lines = log.read_text().splitlines()
+    return lines[next(i for i, line in enumerate(lines) if "Dagster UI at" in line) :]
+
+
 def api_check_line(log: Path) -> str:
     """The line `make serve` prints under its banner: what one request to the API gave."""
-    lines = log.read_text().splitlines()
-    return lines[next(i for i, line in enumerate(lines) if "Dagster UI at" in line) + 1]
+    return start_lines(log)[1]
+
+
+NOTHING_RECORDED = "Warehouse check: this instance records no day as pulled yet."
+
+
+def test_the_start_says_whether_the_warehouse_holds_every_day_the_instance_records(tmp_path):
+    """Under `make serve`'s and `make ui`'s banner: the UI's partitions, the freshness
+    checks and the schedule's catch-up read the instance, so after the warehouse file was
+    deleted or NOVA_DUCKDB_PATH changed they would show its days as in until the first
+    pull warned, which may be hours away."""
+    home = project_home(tmp_path / "home")
+    settings = load_settings({"NOVA_DATA_DIR": str(tmp_path / "data")})
+    path = settings.duckdb_path.resolve()
+    assert _warehouse_check(settings, home) == NOTHING_RECORDED
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for day in ("2026-11-14", "2026-11-15", "2026-11-17"):
+            pulled = dg.AssetMaterialization("call_sms_raw_pages", partition=day)
+            instance.report_runless_asset_event(pulled)
+
+    def lacking(days: str, spans: str) -> str:
+        return (
+            f"Warehouse check: this Dagster instance has call_sms_raw_pages materialized for "
+            f"{days} that the warehouse {path} holds no page of: {spans}. The UI shows them as "
+            "materialized and the daily schedule will not pull them again: the file was "
+            "replaced or deleted, or NOVA_DUCKDB_PATH (NOVA_DATA_DIR) now points at another "
+            "one. Point it back, or backfill those days with every asset selected."
+        )
+
+    every_day = lacking("3 days", "2026-11-14..2026-11-15, 2026-11-17")
+    assert _warehouse_check(settings, home) == every_day, "no file"
+    path.parent.mkdir()
+    duckdb.connect(str(path)).close()
+    assert _warehouse_check(settings, home) == every_day, "a file with no tables"
+    with duckdb.connect(str(path)) as con:
+        ensure_schema(con)
+        index_page(con, dt.date(2026, 11, 14), 5)
+        index_page(con, dt.date(2026, 11, 17), 0)
+    assert _warehouse_check(settings, home) == lacking("1 day", "2026-11-15")
+    with duckdb.connect(str(path)) as con:
+        index_page(con, dt.date(2026, 11, 15), 3)
+    assert _warehouse_check(settings, home) == (
+        f"Warehouse check: {path} holds a pull of each of the 3 days this instance records "
+        "as pulled."
+    )
+    with warehouse_held(path, read_only=False):
+        said = _warehouse_check(settings, home)
+    assert said.startswith(f"Warehouse check not made: {path} could not be read (IO Error: "), said
+    assert "Could not set lock on file" in said, said
 
 
 def test_make_ui_names_its_instance_and_starts_with_no_warning_the_user_cannot_act_on(tmp_path):
@@ -366,9 +439,14 @@ def test_make_ui_names_its_instance_and_starts_with_no_warning_the_user_cannot_a
     refused = subprocess.run(UI, env=no_port, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2
     assert refused.stderr == "DAGSTER_PORT: '30OO' is not a port number (1-65535)\n"
+    bad = {**env, "DAGSTER_HOME": str(home), "NOVA_GROUPS": "one"}
+    refused = subprocess.run(UI, env=bad, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "NOVA_GROUPS: 'one' is not" in refused.stderr
+    assert "Dagster UI at" not in refused.stdout
     log = tmp_path / "ui.log"
     with serving({**env, "DAGSTER_HOME": str(home)}, log, UI) as banner:
         assert f"; instance in {home}; Ctrl-C stops both." in banner
+        assert start_lines(log)[1] == NOTHING_RECORDED
         assert "(simulator at http://127.0.0.1:" in banner
     assert "superseded" not in log.read_text(), log.read_text()[-3000:]
 
