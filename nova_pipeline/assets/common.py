@@ -253,8 +253,8 @@ def not_in_warehouse(missing: Sequence[dt.date], warehouse: str, besides: str = 
     return (
         f"this Dagster instance has call_sms_raw_pages materialized for {count}{besides} that "
         f"the warehouse {warehouse} holds no page of: {first_ten(spans)}. The UI shows them as "
-        f"materialized and the daily schedule will not pull them again: {CHANGED_FILE}. Point "
-        "it back, or backfill those days with every asset selected."
+        "materialized and the daily schedule's catch-up of missed days skips them: "
+        f"{CHANGED_FILE}. Point it back, or backfill those days with every asset selected."
     )
 
 

@@ -225,8 +225,8 @@ def test_a_pull_warns_of_the_other_days_the_instance_records_that_the_warehouse_
         [
             "this Dagster instance has call_sms_raw_pages materialized for 3 days besides this "
             f"run's that the warehouse {elsewhere} holds no page of: 2026-11-14..2026-11-15, "
-            "2026-11-17. The UI shows them as materialized and the daily schedule will not "
-            "pull them again: the file was replaced or deleted, or NOVA_DUCKDB_PATH "
+            "2026-11-17. The UI shows them as materialized and the daily schedule's catch-up "
+            "of missed days skips them: the file was replaced or deleted, or NOVA_DUCKDB_PATH "
             "(NOVA_DATA_DIR) now points at another one. Point it back, or backfill those days "
             "with every asset selected."
         ],

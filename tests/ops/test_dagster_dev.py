@@ -353,10 +353,10 @@ def test_make_serve_runs_the_pipeline_on_the_api_it_is_given_in_an_instance_of_i
             assert start_lines(log)[2] == (
                 "Warehouse check: this Dagster instance has call_sms_raw_pages materialized for "
                 f"1 day that the warehouse {warehouse} holds no page of: 2026-11-18. The UI "
-                "shows them as materialized and the daily schedule will not pull them again: "
-                "the file was replaced or deleted, or NOVA_DUCKDB_PATH (NOVA_DATA_DIR) now "
-                "points at another one. Point it back, or backfill those days with every asset "
-                "selected."
+                "shows them as materialized and the daily schedule's catch-up of missed days "
+                "skips them: the file was replaced or deleted, or NOVA_DUCKDB_PATH "
+                "(NOVA_DATA_DIR) now points at another one. Point it back, or backfill those "
+                "days with every asset selected."
             )
             assert (home / "dagster.yaml").read_text() == own
             assert "dagster.yaml is kept as it is; it differs from the project's" in log.read_text()
@@ -401,9 +401,9 @@ def test_the_start_says_whether_the_warehouse_holds_every_day_the_instance_recor
         return (
             f"Warehouse check: this Dagster instance has call_sms_raw_pages materialized for "
             f"{days} that the warehouse {path} holds no page of: {spans}. The UI shows them as "
-            "materialized and the daily schedule will not pull them again: the file was "
-            "replaced or deleted, or NOVA_DUCKDB_PATH (NOVA_DATA_DIR) now points at another "
-            "one. Point it back, or backfill those days with every asset selected."
+            "materialized and the daily schedule's catch-up of missed days skips them: the "
+            "file was replaced or deleted, or NOVA_DUCKDB_PATH (NOVA_DATA_DIR) now points at "
+            "another one. Point it back, or backfill those days with every asset selected."
         )
 
     every_day = lacking("3 days", "2026-11-14..2026-11-15, 2026-11-17")
