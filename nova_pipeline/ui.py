@@ -436,7 +436,7 @@ def _warehouse_check(settings: Settings, home: Path) -> str:
     from nova_pipeline.assets.common import RAW_PAGES, days_not_in_warehouse, not_in_warehouse
 
     path = settings.duckdb_path.resolve()
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with _open_instance(home) as instance:
         recorded = len(instance.get_materialized_partitions(RAW_PAGES))
         if not recorded:
             return "Warehouse check: this instance records no day as pulled yet."
@@ -449,6 +449,19 @@ def _warehouse_check(settings: Settings, home: Path) -> str:
         return f"Warehouse check: {not_in_warehouse(missing, str(path))}"
     days = "the 1 day" if recorded == 1 else f"each of the {recorded} days"
     return f"Warehouse check: {path} holds a pull of {days} this instance records as pulled."
+
+
+class InstanceUnusable(RuntimeError):
+    """The instance's dagster.yaml (an operator's own, kept) is no valid YAML or config."""
+
+
+def _open_instance(home: Path) -> dg.DagsterInstance:
+    """The instance in `home`. Its dagster.yaml is read here first: a broken one stops the
+    start, naming the file and what is wrong, before `dagster dev` would fail on it."""
+    try:
+        return dg.DagsterInstance.from_config(str(home))
+    except Exception as exc:  # the YAML parser's error or Dagster's config error
+        raise InstanceUnusable(f"{home / 'dagster.yaml'} cannot be used: {exc}") from None
 
 
 @contextmanager
@@ -469,7 +482,7 @@ if __name__ == "__main__":
     _stop_on_signals()
     try:
         sys.exit(serve() if sys.argv[1:] == ["--api"] else main())
-    except PortUnusable as exc:
+    except (PortUnusable, InstanceUnusable) as exc:
         print(exc, file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -315,6 +315,15 @@ def test_make_serve_runs_the_pipeline_on_the_api_it_is_given_in_an_instance_of_i
     homeless = {k: v for k, v in bad.items() if k not in ("DAGSTER_HOME", "NOVA_GROUPS")}
     refused = subprocess.run(SERVE, env=homeless, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "DAGSTER_HOME is not set" in refused.stderr
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "dagster.yaml").write_text("telemetry:\n  enabld: false\n")
+    typo = {**homeless, "DAGSTER_HOME": str(broken)}
+    refused = subprocess.run(SERVE, env=typo, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.startswith(f"{broken / 'dagster.yaml'} cannot be used: "), refused.stderr
+    assert 'unexpected config entry "enabld" at path root:telemetry' in refused.stderr
+    assert "Traceback" not in refused.stderr
     assert not home.exists(), "nothing started"
 
     day = dt.date(2026, 11, 18)
