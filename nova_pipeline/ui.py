@@ -2,7 +2,8 @@
 the simulator started again should it end; `make serve`: `dagster dev` alone, for the API
 that NOVA_API_URL names; and, for the end-to-end test and the benchmark, a DAGSTER_HOME
 configured as `make ui`'s and a small driver of the UI's GraphQL API (backfills). One
-`make ui` or `make serve` at a time runs on an instance, and each on a port of its own.
+`make ui` or `make serve` at a time runs on an instance, and each on a port of its own;
+both say as they start whether the warehouse holds every day the instance records.
 
 `dagster dev` started from a non-interactive shell inherits SIGINT and SIGTERM as ignored
 (measured here), so it is started in its own session with default signal handling and
@@ -433,6 +434,7 @@ def _warehouse_check(settings: Settings, home: Path) -> str:
     the instance: after the file was deleted or NOVA_DUCKDB_PATH changed they would show
     those days as in, and the first pull, which warns of them, may be hours away. Read
     before `dagster dev` starts, while no run can want the file."""
+    # Imported here: the assets read the settings as they load, which the callers check first.
     from nova_pipeline.assets.common import RAW_PAGES, days_not_in_warehouse, not_in_warehouse
 
     path = settings.duckdb_path.resolve()
@@ -447,7 +449,7 @@ def _warehouse_check(settings: Settings, home: Path) -> str:
             return f"Warehouse check not made: {path} could not be read ({exc})."
     if missing:
         return f"Warehouse check: {not_in_warehouse(missing, str(path))}"
-    days = "the 1 day" if recorded == 1 else f"each of the {recorded} days"
+    days = "the one day" if recorded == 1 else f"each of the {recorded} days"
     return f"Warehouse check: {path} holds a pull of {days} this instance records as pulled."
 
 
