@@ -439,17 +439,17 @@ def _warehouse_check(settings: Settings, home: Path) -> str:
 
     path = settings.duckdb_path.resolve()
     with _open_instance(home) as instance:
-        recorded = len(instance.get_materialized_partitions(RAW_PAGES))
-        if not recorded:
-            return "Warehouse check: this instance records no day as pulled yet."
-        try:
-            with _warehouse(path) as con:
-                missing = days_not_in_warehouse(instance, con)
-        except duckdb.Error as exc:
-            return f"Warehouse check not made: {path} could not be read ({exc})."
+        recorded = instance.get_materialized_partitions(RAW_PAGES)
+    if not recorded:
+        return "Warehouse check: this instance records no day as pulled yet."
+    try:
+        with _warehouse(path) as con:
+            missing = days_not_in_warehouse(con, recorded)
+    except duckdb.Error as exc:
+        return f"Warehouse check not made: {path} could not be read ({exc})."
     if missing:
         return f"Warehouse check: {not_in_warehouse(missing, str(path))}"
-    days = "the one day" if recorded == 1 else f"each of the {recorded} days"
+    days = "the one day" if len(recorded) == 1 else f"each of the {len(recorded)} days"
     return f"Warehouse check: {path} holds a pull of {days} this instance records as pulled."
 
 

@@ -4,7 +4,7 @@ import ast
 import datetime as dt
 import functools
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
@@ -229,16 +229,15 @@ def require_pulled_days(
 
 
 def days_not_in_warehouse(
-    instance: dg.DagsterInstance,
     con: duckdb.DuckDBPyConnection | None,
+    recorded: Iterable[str],
     besides: Sequence[dt.date] = (),
 ) -> list[dt.date]:
     """The days, other than `besides`, that the instance records the raw pages as
-    materialized for and the warehouse (`con`; None when there is no file) holds no pull
-    of, in order. The UI's partitions, the freshness checks and the schedule's catch-up of
-    missed days read the instance: after the file was deleted or the setting changed they
-    would show those days as in without a word."""
-    recorded = instance.get_materialized_partitions(RAW_PAGES)
+    materialized for (`recorded`, its partition keys) and the warehouse (`con`; None when
+    there is no file) holds no pull of, in order. The UI's partitions, the freshness
+    checks and the schedule's catch-up of missed days read the instance: after the file
+    was deleted or the setting changed they would show those days as in without a word."""
     days = sorted({dt.date.fromisoformat(key) for key in recorded} - set(besides))
     if con is None or not days:
         return days
@@ -263,7 +262,8 @@ def warn_of_days_not_in_warehouse(
 ) -> int:
     """Warn of the days, other than the run's own (`besides`), that the instance records
     and the warehouse lacks; their count. The daily run is where it is seen."""
-    missing = days_not_in_warehouse(context.instance, con, besides)
+    recorded = context.instance.get_materialized_partitions(RAW_PAGES)
+    missing = days_not_in_warehouse(con, recorded, besides)
     if missing:
         context.log.warning(not_in_warehouse(missing, _warehouse_file(con), " besides this run's"))
     return len(missing)
