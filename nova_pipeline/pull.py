@@ -26,6 +26,7 @@ class DayPull:
     requests: int = 0
     retries: int = 0
     retry_reasons: Counter[str] = field(default_factory=Counter)
+    lone_surrogates_replaced: int = 0
     seconds: float = 0.0
 
     def items_per_pull(self) -> dict[str, int]:
@@ -74,6 +75,7 @@ def pull_day(
     result.requests = client.stats.requests
     result.retries = client.stats.retries
     result.retry_reasons = client.stats.by_reason
+    result.lone_surrogates_replaced = client.stats.lone_surrogates_replaced
     result.seconds = time.monotonic() - started
     return result
 

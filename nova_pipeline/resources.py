@@ -11,7 +11,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from nova_pipeline.api import ClientConfig, Endpoint, NovaClient, RetryPolicy
+from nova_pipeline.api import ClientConfig, Endpoint, LoneSurrogates, NovaClient, RetryPolicy
 from nova_pipeline.landing import Landing
 from nova_pipeline.settings import Settings, parse_groups
 from nova_pipeline.warehouse import ensure_schema
@@ -27,6 +27,13 @@ class NovaApiResource(dg.ConfigurableResource):
     api_charset: str = Field(
         default=Settings.api_charset,
         description="How to read a body that is not UTF-8 and names no charset (NOVA_API_CHARSET)",
+    )
+    api_lone_surrogates: LoneSurrogates = Field(
+        default=Settings.api_lone_surrogates,
+        description=(
+            "A body holding a lone UTF-16 surrogate escape: 'fail', or 'replace' it by U+FFFD "
+            "(NOVA_API_LONE_SURROGATES)"
+        ),
     )
     page_size: int = Settings.page_size
     max_pages: int = Settings.max_pages
@@ -58,6 +65,7 @@ class NovaApiResource(dg.ConfigurableResource):
             max_pages=self.max_pages,
             retry=retry,
             charset=self.api_charset,
+            lone_surrogates=self.api_lone_surrogates,
         )
         return NovaClient(endpoint, config, logger)
 
@@ -167,6 +175,7 @@ def api_resource(
         "auth_header": settings.auth_header,
         "auth_scheme": settings.auth_scheme,
         "api_charset": settings.api_charset,
+        "api_lone_surrogates": settings.api_lone_surrogates,
         "page_size": settings.page_size,
         "max_pages": settings.max_pages,
         "connect_timeout_s": settings.connect_timeout_s,

@@ -14,8 +14,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from nova_pipeline.api import LoneSurrogates
 
 DEFAULT_API_URL = "http://127.0.0.1:8765/api"
 """The simulator's address when started with `make simulator`."""
@@ -50,6 +53,7 @@ class Settings:
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer"
     api_charset: str = ""
+    api_lone_surrogates: LoneSurrogates = "fail"
     page_size: int = 1000
     max_pages: int = 100_000
     connect_timeout_s: float = 10.0
@@ -212,6 +216,16 @@ def _charset(env: Mapping[str, str]) -> str:
     return name
 
 
+def _lone_surrogates(env: Mapping[str, str]) -> LoneSurrogates:
+    raw = env.get("NOVA_API_LONE_SURROGATES", "").strip() or Settings.api_lone_surrogates
+    if raw not in get_args(LoneSurrogates):
+        raise SettingsError(
+            f"NOVA_API_LONE_SURROGATES: {raw!r} is neither 'fail' (stop at a page holding half "
+            "a character) nor 'replace' (read it with U+FFFD in that place)"
+        )
+    return raw
+
+
 @functools.cache
 def current_settings() -> Settings:
     """The settings of this process, read from the environment on first use."""
@@ -234,6 +248,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         auth_header=auth_header,
         auth_scheme=auth_scheme,
         api_charset=_charset(env),
+        api_lone_surrogates=_lone_surrogates(env),
         page_size=_int(env, "NOVA_PAGE_SIZE", Settings.page_size),
         max_pages=_int(env, "NOVA_MAX_PAGES", Settings.max_pages),
         connect_timeout_s=_float(env, "NOVA_CONNECT_TIMEOUT", Settings.connect_timeout_s),

@@ -296,7 +296,14 @@ def make_pipeline(start_simulator, tmp_path):
             k: kw.pop(k)
             for k in list(kw)
             if k
-            in ("page_size", "fetch_concurrency", "read_timeout_s", "max_attempts", "api_charset")
+            in (
+                "page_size",
+                "fetch_concurrency",
+                "read_timeout_s",
+                "max_attempts",
+                "api_charset",
+                "api_lone_surrogates",
+            )
         }
         return Pipeline(sim or start_simulator(**kw), tmp_path / f"p{count}", groups, **api)
 

@@ -110,6 +110,10 @@ def test_a_lookback_of_zero_pulls_yesterday_alone():
         ({"NOVA_AUTH_HEADER": "X Api Key"}, "NOVA_AUTH_HEADER: 'X Api Key' is not an HTTP"),
         ({"NOVA_AUTH_SCHEME": "Bearer\t"}, "NOVA_AUTH_SCHEME: 'Bearer\\t' holds a character"),
         ({"NOVA_API_CHARSET": "cyrillic-ish"}, "NOVA_API_CHARSET: 'cyrillic-ish' is not a known"),
+        (
+            {"NOVA_API_LONE_SURROGATES": "mend"},
+            "NOVA_API_LONE_SURROGATES: 'mend' is neither 'fail' (stop at a page holding half",
+        ),
     ],
 )
 def test_a_bad_setting_names_itself(env, message):
@@ -138,6 +142,7 @@ def test_every_setting_of_the_api_and_warehouse_reaches_its_resource(tmp_path):
             "NOVA_AUTH_HEADER": "X-Api-Key",
             "NOVA_AUTH_SCHEME": "",
             "NOVA_API_CHARSET": "windows-1251",
+            "NOVA_API_LONE_SURROGATES": "replace",
             "NOVA_PAGE_SIZE": "250",
             "NOVA_MAX_PAGES": "77",
             "NOVA_CONNECT_TIMEOUT": "3",
@@ -162,6 +167,7 @@ def test_every_setting_of_the_api_and_warehouse_reaches_its_resource(tmp_path):
     assert client.endpoint._timeout == httpx.Timeout(9, connect=3).as_dict()
     assert (client.config.page_size, client.config.max_pages) == (250, 77)
     assert client.config.charset == "windows-1251"
+    assert client.config.lone_surrogates == "replace"
     assert (client.config.retry.max_attempts, client.config.retry.deadline_s) == (4, 45)
     assert api.fetch_concurrency == 2
     assert resources["fleet_groups"].as_map() == {7: "Trackers", 9: "Vans"}

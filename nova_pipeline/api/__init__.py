@@ -1,6 +1,12 @@
 """The NovaConnect API client (httpx transports, no Dagster import)."""
 
-from nova_pipeline.api.client import ClientConfig, Endpoint, FetchStats, NovaClient
+from nova_pipeline.api.client import (
+    ClientConfig,
+    Endpoint,
+    FetchStats,
+    LoneSurrogates,
+    NovaClient,
+)
 from nova_pipeline.api.errors import (
     ApiResponseError,
     AuthError,
@@ -22,6 +28,7 @@ __all__ = [
     "ClientConfig",
     "Endpoint",
     "FetchStats",
+    "LoneSurrogates",
     "NovaApiError",
     "NovaClient",
     "Page",

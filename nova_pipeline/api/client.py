@@ -15,7 +15,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import httpx
 import msgspec
@@ -70,6 +70,10 @@ NOT_CONNECTED = (httpx.ConnectError, httpx.ConnectTimeout)
 URL. A dropped or timed-out exchange (RemoteProtocolError, ReadTimeout) reached a server."""
 
 
+LoneSurrogates = Literal["fail", "replace"]
+"""What to do with a body holding a lone UTF-16 surrogate escape (NOVA_API_LONE_SURROGATES)."""
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     page_size: int = 1000
@@ -77,6 +81,8 @@ class ClientConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     charset: str = ""
     """How to read a body that is not UTF-8 when its Content-Type names no charset."""
+    lone_surrogates: LoneSurrogates = "fail"
+    """`replace`: each lone surrogate escape becomes \\ufffd (U+FFFD) and the page is read."""
 
 
 @dataclass
@@ -86,6 +92,7 @@ class FetchStats:
     requests: int = 0
     retries: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
+    lone_surrogates_replaced: int = 0
 
 
 class Endpoint:
@@ -213,7 +220,9 @@ class NovaClient:
             self.stats.requests += 1
             outcome = self._attempt(request)
             if not isinstance(outcome, _Retry):
-                status, content, item_count, conforms, fetched_at = outcome
+                status, content, item_count, conforms, fetched_at, replaced = outcome
+                if replaced:
+                    self._said_replaced(request, replaced)
                 return Page(
                     request=request,
                     selector=selector,
@@ -279,8 +288,11 @@ class NovaClient:
             message += f". The last body it could not read {unread}"
         return RetriesExhausted(message)
 
-    def _attempt(self, request: PageRequest) -> tuple[int, bytes, int, bool, dt.datetime] | _Retry:
-        """One HTTP exchange: (status, body, items, conforms, fetched at), or why to retry."""
+    def _attempt(
+        self, request: PageRequest
+    ) -> tuple[int, bytes, int, bool, dt.datetime, list[str]] | _Retry:
+        """One HTTP exchange: (status, body, items, conforms, fetched at, lone surrogate
+        escapes replaced), or why to retry."""
         fetched_at = dt.datetime.now(dt.UTC)
         try:
             response = self.endpoint.post(msgspec.json.encode(request.body))
@@ -330,19 +342,10 @@ class NovaClient:
             response.content.removeprefix(BYTE_ORDER_MARK),
             response.charset_encoding or self.config.charset,
         )
-        try:
-            envelope, conforms = _decode(content)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            problem = _not_unicode(content)
-            if problem:
-                raise UnreadableBodyError(
-                    f"the body for {request.fingerprint} holds {problem}: no reader here can "
-                    "take the page, and every retry gets the same"
-                ) from exc
-            envelope = _with_non_finite_numbers(content)
-            if envelope is None:
-                return _Retry(f"invalid JSON body ({exc})", unread=_where_unreadable(content, exc))
-            conforms = False
+        read = self._read(request, content)
+        if isinstance(read, _Retry):
+            return read
+        content, envelope, conforms, replaced = read
         if envelope.code in RETRYABLE_STATUS:
             return _Retry(f"body code {envelope.code}")
         if envelope.code in REFUSED_TOKEN:
@@ -352,7 +355,49 @@ class NovaClient:
                 f"body code {envelope.code} for {request.fingerprint}: {envelope.message}"
             )
         items = len(envelope.result.items) if envelope.result else 0
-        return status, content, items, conforms, fetched_at
+        return status, content, items, conforms, fetched_at, replaced
+
+    def _read(
+        self, request: PageRequest, content: bytes, replaced: list[str] | None = None
+    ) -> tuple[bytes, ConformingEnvelope | Envelope, bool, list[str]] | _Retry:
+        """The body as it will be landed, its envelope, whether every item meets the
+        contract and the lone surrogate escapes `replaced` in it (None: not read yet); or
+        why to retry. A body no retry can mend raises."""
+        try:
+            return content, *_decode(content), replaced or []
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            problem = _not_utf8(content)
+            lone = None if problem else LONE_SURROGATE.search(content)
+            if lone and replaced is None and self.config.lone_surrogates == "replace":
+                return self._read(request, *without_lone_surrogates(content))
+            if lone:
+                problem = (
+                    f"a lone UTF-16 surrogate escape, {lone['escape'].decode()} at byte "
+                    f"{lone.start('escape')} (a string cut inside a character, such as an "
+                    "emoji); the provider must send that string whole, or set "
+                    "NOVA_API_LONE_SURROGATES=replace to read it with U+FFFD in that place"
+                )
+            if problem:
+                raise UnreadableBodyError(
+                    f"the body for {request.fingerprint} holds {problem}: no reader here can "
+                    "take the page, and every retry gets the same"
+                ) from exc
+            envelope = _with_non_finite_numbers(content)
+            if envelope is None:
+                return _Retry(f"invalid JSON body ({exc})", unread=_where_unreadable(content, exc))
+            return content, envelope, False, replaced or []
+
+    def _said_replaced(self, request: PageRequest, replaced: list[str]) -> None:
+        """Counted and said in the run's log: the page lands with \\ufffd in their place."""
+        self.stats.lone_surrogates_replaced += len(replaced)
+        self.log.warning(
+            "%s: replaced %d lone UTF-16 surrogate escape%s (%s) by \\ufffd (U+FFFD), as "
+            "NOVA_API_LONE_SURROGATES=replace asks; the page is landed with \\ufffd there",
+            request.fingerprint,
+            len(replaced),
+            "s" * (len(replaced) > 1),
+            ", ".join(replaced[:3]) + (", ..." if len(replaced) > 3 else ""),
+        )
 
 
 LONE_SURROGATE = re.compile(
@@ -361,11 +406,21 @@ LONE_SURROGATE = re.compile(
 )
 """A UTF-16 surrogate escape without its other half (not after an escaped backslash): valid
 JSON to some writers (JavaScript's), but no Unicode, and a body msgspec and DuckDB refuse.
-Sought only in a body that failed to decode, where it tells a page no retry can mend."""
+Sought only in a body that failed to decode, where it tells a page no retry can mend, or,
+with NOVA_API_LONE_SURROGATES=replace, the escapes to replace."""
 
 
-def _not_unicode(body: bytes) -> str | None:
-    """What in a body that failed to decode is not Unicode, and where; None when nothing is
+def without_lone_surrogates(body: bytes) -> tuple[bytes, list[str]]:
+    """`body` with each lone surrogate escape replaced by \\ufffd, six bytes for six (so
+    the byte offsets said hold), and which escapes at which bytes."""
+    found = [
+        f"{m['escape'].decode()} at byte {m.start('escape')}" for m in LONE_SURROGATE.finditer(body)
+    ]
+    return LONE_SURROGATE.sub(lambda m: m[0][:-6] + rb"\ufffd", body), found
+
+
+def _not_utf8(body: bytes) -> str | None:
+    """What in a body that failed to decode is not UTF-8, and where; None when nothing is
     (a body cut short ends in a partial character: that one a retry can mend)."""
     try:
         body.decode()
@@ -377,13 +432,6 @@ def _not_unicode(body: bytes) -> str | None:
                 "provider must send UTF-8 or name its charset in the Content-Type; if it "
                 "never does, set NOVA_API_CHARSET to the one it uses"
             )
-    lone = LONE_SURROGATE.search(body)
-    if lone:
-        return (
-            f"a lone UTF-16 surrogate escape, {lone['escape'].decode()} at byte "
-            f"{lone.start('escape')} (a string cut inside a character, such as an emoji); "
-            "the provider must send that string whole"
-        )
     return None
 
 
@@ -436,7 +484,7 @@ def _as_utf8(body: bytes, charset: str | None) -> bytes:
     charset label that does not match the bytes), else decoded from the charset its
     Content-Type declares (`application/json; charset=windows-1251`) or, when it declares
     none, NOVA_API_CHARSET names: the same text. A body in another charset that neither
-    names stays as it is, for the client to refuse saying where (`_not_unicode`):
+    names stays as it is, for the client to refuse saying where (`_not_utf8`):
     guessing an encoding could land the wrong text."""
     if not charset or charset.lower().replace("_", "-") in ("utf-8", "utf8"):
         return body

@@ -25,8 +25,9 @@ class ApiResponseError(NovaApiError):
 
 class UnreadableBodyError(NovaApiError):
     """A body no retry can mend: it holds bytes that are not UTF-8, or a lone UTF-16
-    surrogate escape, neither of them Unicode, so neither msgspec nor DuckDB can read it; or
-    it is compressed in a way the client did not ask for and cannot undo."""
+    surrogate escape (unless NOVA_API_LONE_SURROGATES=replace), neither of them Unicode, so
+    neither msgspec nor DuckDB can read it; or it is compressed in a way the client did not
+    ask for and cannot undo."""
 
 
 class CertificateError(NovaApiError):

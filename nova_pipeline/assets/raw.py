@@ -43,6 +43,7 @@ def day_figures(pulled: DayPull) -> dict[str, object]:
         "retries": pulled.retries,
         "rate_limited_429": pulled.retry_reasons["HTTP 429"],
         "retry_reasons": dg.MetadataValue.json(dict(pulled.retry_reasons)),
+        "lone_surrogates_replaced": pulled.lone_surrogates_replaced,
     }
 
 
@@ -59,7 +60,9 @@ def day_figures(pulled: DayPull) -> dict[str, object]:
         "found nothing (so a group pulled with no SIM is told from one not pulled). "
         "Bodies are kept verbatim in the landing zone (zstd-compressed NDJSON under "
         "NOVA_DATA_DIR/landing: `landed_mb` on disk for `body_mb` received; a page with "
-        "any item that breaks the contract in a `.nonconforming` file of its own); this "
+        "any item that breaks the contract in a `.nonconforming` file of its own; with "
+        "NOVA_API_LONE_SURROGATES=replace, a lone UTF-16 surrogate escape, half a "
+        "character, as \\ufffd, counted in `lone_surrogates_replaced`); this "
         "table indexes them with the request, attempts and retry reasons of each page, so every "
         "number downstream can be traced to the page it came from. The API is fetched "
         "before the warehouse is opened; a failed pull writes nothing. Each day's "

@@ -32,7 +32,7 @@ from nova_pipeline.api import (
     TooManyPagesError,
     UnreadableBodyError,
 )
-from nova_pipeline.api.client import _not_unicode
+from nova_pipeline.api.client import _not_utf8, without_lone_surrogates
 from nova_pipeline.api.models import with_finite_stand_ins
 from tests.conftest import DAY
 
@@ -210,7 +210,13 @@ def test_ignore_page_raises_a_clear_error_instead_of_looping(start_simulator):
 @pytest.mark.parametrize(
     ("fault", "found", "said"),
     [
-        ("lone_surrogate", rb"\ud83d", "a lone UTF-16 surrogate escape, \\ud83d at byte {at}"),
+        (
+            "lone_surrogate",
+            rb"\ud83d",
+            "a lone UTF-16 surrogate escape, \\ud83d at byte {at} (a string cut inside a "
+            "character, such as an emoji); the provider must send that string whole, or set "
+            "NOVA_API_LONE_SURROGATES=replace to read it with U+FFFD in that place",
+        ),
         (
             "windows_1251",
             b"\xcf",
@@ -235,6 +241,58 @@ def test_a_name_not_in_unicode_fails_at_once_saying_where(start_simulator, fault
     assert said.format(at=served.index(found)) in str(error.value)
     assert '"page":0' in str(error.value)
     assert client.stats.requests == 1
+
+
+def test_a_lone_surrogate_is_read_as_u_fffd_when_the_setting_says_so(
+    start_simulator, simulator, caplog
+):
+    """NOVA_API_LONE_SURROGATES=replace: each page's last name, cut inside an emoji, is
+    read and landed with \\ufffd in place of the half character, six bytes for six, and
+    each replacement is said in the log with its request and byte; every other byte of
+    the page is as served."""
+    caplog.set_level(logging.WARNING)
+    sim = start_simulator(faults={"lone_surrogate": 1.0})
+    pages, client = fetch(sim, lone_surrogates="replace")
+    reference, _ = fetch(simulator)
+    with_items = [page for page in pages if page.item_count]
+    assert client.stats.retries == 0 and all(page.conforms for page in pages)
+    assert client.stats.lone_surrogates_replaced == len(with_items) > 2
+    for page, clean in zip(pages, reference, strict=True):
+        items, clean_items = page.decoded_items(), clean.decoded_items()
+        if clean_items:
+            assert items[-1]["name"] == "Gate \ufffd" and items[:-1] == clean_items[:-1]
+            assert items[-1] | {"name": None} == clean_items[-1] | {"name": None}
+    text = DAY.strftime("%d-%m-%Y")
+    served = httpx.post(
+        f"{sim.api_url}/report/call_sms",
+        json={"filter": {"start": text, "end": text}, "select": ["all"], "page": 0, "size": 100},
+    ).content
+    assert pages[0].body == served.replace(rb"\ud83d", rb"\ufffd")
+    warnings = [r.getMessage() for r in caplog.records if "lone UTF-16" in r.getMessage()]
+    assert len(warnings) == len(with_items)
+    at = served.index(rb"\ud83d")
+    assert f"replaced 1 lone UTF-16 surrogate escape (\\ud83d at byte {at})" in warnings[0]
+    assert '"page":0' in warnings[0] and "NOVA_API_LONE_SURROGATES=replace" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("sent", "read", "found"),
+    [
+        (rb'"Gate \ud83d"', "Gate \ufffd", ["\\ud83d at byte 6"]),
+        (rb'"\ude00 low first"', "\ufffd low first", ["\\ude00 at byte 1"]),
+        (rb'"cut \ud83d\ud83d\ude00"', "cut \ufffd\U0001f600", ["\\ud83d at byte 5"]),
+        (rb'"\\\ud83d"', "\\\ufffd", ["\\ud83d at byte 3"]),
+        (rb'"\ud83d\ude00 whole"', "\U0001f600 whole", []),
+        (rb'"C:\\ud83d"', "C:\\ud83d", []),
+        (rb'"C:\\\\\ude00\\"', "C:\\\\\ufffd\\", ["\\ude00 at byte 7"]),
+    ],
+)
+def test_only_a_surrogate_escape_without_its_other_half_is_replaced(sent, read, found):
+    """Half of a pair, high or low, is replaced; a whole pair, and a `\\u` after an escaped
+    backslash (text, not an escape), are left as sent."""
+    mended, said = without_lone_surrogates(sent)
+    assert (json.loads(mended), said) == (read, found)
+    assert len(mended) == len(sent)
 
 
 @pytest.mark.parametrize(
@@ -268,10 +326,8 @@ def test_a_body_cut_short_inside_a_character_is_left_to_the_retries():
     """A body cut short may end inside a UTF-8 character (here "П", 0xd0 0x9f): a retry can
     mend that one, so it is not called unreadable; a wrong byte before the end is."""
     cut = '{"items":[{"name":"П'.encode()[:-1]
-    assert _not_unicode(cut) is None
-    assert _not_unicode(cut + b'x"}]}').startswith(
-        "bytes that are not UTF-8, b'\\xd0x\"}' at byte 19"
-    )
+    assert _not_utf8(cut) is None
+    assert _not_utf8(cut + b'x"}]}').startswith("bytes that are not UTF-8, b'\\xd0x\"}' at byte 19")
 
 
 def test_page_cap_stops_a_runaway_query(simulator):

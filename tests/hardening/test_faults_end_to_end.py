@@ -199,3 +199,37 @@ def test_a_page_in_windows_1251_lands_its_names_as_sent(make_pipeline, fault, ap
     )
     costs = "SELECT * EXCLUDE (sim_name) FROM sim_daily_cost ORDER BY ALL"
     assert cyrillic.sql(costs) == clean.sql(costs)
+
+
+def test_a_name_cut_inside_a_character_stops_the_pull_unless_the_setting_replaces_it(
+    make_pipeline,
+):
+    """Each page's last name is "Gate \\ud83d", half an emoji. By default the pull stops at
+    the first such page, saying where and naming the setting, and writes nothing. With
+    NOVA_API_LONE_SURROGATES=replace the day loads: those SIMs are named "Gate \\ufffd",
+    every cost, group and membership is as in a clean run, and the day's pull counts the
+    replacements."""
+    clean = make_pipeline()
+    clean.run(DAY_KEY)
+    stopped = make_pipeline(faults={"lone_surrogate": 1.0})
+    failed = stopped.run(DAY_KEY, raise_on_error=False)
+    assert not failed.success
+    message = failure_message(failed, "call_sms_raw_pages")
+    assert "a lone UTF-16 surrogate escape, \\ud83d at byte" in message
+    assert "set NOVA_API_LONE_SURROGATES=replace" in message
+    assert stopped.sql("SELECT count(*) FROM call_sms_raw_pages") == [(0,)]
+
+    mended = make_pipeline(faults={"lone_surrogate": 1.0}, api_lone_surrogates="replace")
+    result = mended.run(DAY_KEY)
+    assert result.success
+    renamed = "SELECT count(*) FROM call_sms_events WHERE sim_name = 'Gate \ufffd'"
+    pages = "SELECT count(*) FROM call_sms_raw_pages WHERE item_count > 0"
+    all_pages = pages + " AND selector = 'all'"
+    assert mended.sql(renamed) == mended.sql(all_pages) != [(0,)]
+    for table in TABLES:
+        columns = "* EXCLUDE (sim_name)" if table in ("call_sms_events", "sim_daily_cost") else "*"
+        query = f"SELECT {columns} FROM {table} ORDER BY ALL"
+        assert mended.sql(query) == clean.sql(query), table
+    raw = result.asset_materializations_for_node("call_sms_raw_pages")[0].metadata
+    assert raw["lone_surrogates_replaced"].value == mended.sql(pages)[0][0]
+    assert mended.sql(pages)[0][0] > mended.sql(all_pages)[0][0], "group pulls mended too"
