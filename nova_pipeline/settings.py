@@ -217,7 +217,9 @@ def _charset(env: Mapping[str, str]) -> str:
 
 
 def _lone_surrogates(env: Mapping[str, str]) -> LoneSurrogates:
-    raw = env.get("NOVA_API_LONE_SURROGATES", "").strip() or Settings.api_lone_surrogates
+    """Whether a page holding half a character stops the pull (the default: it cannot land
+    as sent) or is read with U+FFFD in that place."""
+    raw = env.get("NOVA_API_LONE_SURROGATES", "").strip().lower() or Settings.api_lone_surrogates
     if raw not in get_args(LoneSurrogates):
         raise SettingsError(
             f"NOVA_API_LONE_SURROGATES: {raw!r} is neither 'fail' (stop at a page holding half "

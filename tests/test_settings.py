@@ -122,6 +122,11 @@ def test_a_bad_setting_names_itself(env, message):
     assert message in str(error.value)
 
 
+def test_a_page_holding_half_a_character_stops_the_pull_unless_replace_is_set_in_any_case():
+    assert load_settings({}).api_lone_surrogates == "fail"
+    assert load_settings({"NOVA_API_LONE_SURROGATES": " Replace "}).api_lone_surrogates == "replace"
+
+
 def test_the_first_partition_must_be_a_day_that_has_ended_in_the_provider_time_zone():
     today = dt.datetime.now(ZoneInfo("Asia/Almaty")).date()
     with pytest.raises(SettingsError, match=f"NOVA_START_DATE: {today} is not in the past"):
