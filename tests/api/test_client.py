@@ -51,6 +51,15 @@ def fetch(sim, selector="all", **kw) -> tuple[list, NovaClient]:
     return pages, client
 
 
+def first_page_served(sim) -> bytes:
+    """Page 0 of DAY's `all` pull as the simulator sends it, past any client."""
+    text = DAY.strftime("%d-%m-%Y")
+    return httpx.post(
+        f"{sim.api_url}/report/call_sms",
+        json={"filter": {"start": text, "end": text}, "select": ["all"], "page": 0, "size": 100},
+    ).content
+
+
 def costs_by_sid(pages) -> dict[int, float]:
     return {i["sid"]: i["session_cost"] for p in pages for i in p.decoded_items()}
 
@@ -233,11 +242,7 @@ def test_a_name_not_in_unicode_fails_at_once_saying_where(start_simulator, fault
     sim = start_simulator(faults={fault: 1.0})
     with client_for(sim) as client, pytest.raises(UnreadableBodyError) as error:
         client.fetch_page(DAY, DAY, "all", 0)
-    text = DAY.strftime("%d-%m-%Y")
-    served = httpx.post(
-        f"{sim.api_url}/report/call_sms",
-        json={"filter": {"start": text, "end": text}, "select": ["all"], "page": 0, "size": 100},
-    ).content
+    served = first_page_served(sim)
     assert said.format(at=served.index(found)) in str(error.value)
     assert '"page":0' in str(error.value)
     assert client.stats.requests == 1
@@ -262,11 +267,7 @@ def test_a_lone_surrogate_is_read_as_u_fffd_when_the_setting_says_so(
         if clean_items:
             assert items[-1]["name"] == "Gate \ufffd" and items[:-1] == clean_items[:-1]
             assert items[-1] | {"name": None} == clean_items[-1] | {"name": None}
-    text = DAY.strftime("%d-%m-%Y")
-    served = httpx.post(
-        f"{sim.api_url}/report/call_sms",
-        json={"filter": {"start": text, "end": text}, "select": ["all"], "page": 0, "size": 100},
-    ).content
+    served = first_page_served(sim)
     assert pages[0].body == served.replace(rb"\ud83d", rb"\ufffd")
     warnings = [r.getMessage() for r in caplog.records if "lone UTF-16" in r.getMessage()]
     assert len(warnings) == len(with_items)
