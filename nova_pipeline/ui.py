@@ -153,7 +153,10 @@ mutation Launch($params: LaunchBackfillParams!) {
 BACKFILL_STATUS = """
 query Status($id: String!) {
   partitionBackfillOrError(backfillId: $id) {
-    ... on PartitionBackfill { status runs { id status creationTime startTime endTime } }
+    ... on PartitionBackfill {
+      status
+      runs { id status creationTime startTime endTime parentRunId tags { key value } }
+    }
     ... on PythonError { message }
   }
 }"""
@@ -190,8 +193,9 @@ def wait_for_backfill(
 
     When two asset backfills overlap, Dagster 1.13 can leave one REQUESTED for good after
     all its runs succeeded (the other backfill re-materialized some of its partitions;
-    dagster issue #19635). If every run has finished and nothing changed for `settle_s`,
-    the state is returned as it is, with `"stalled": True`.
+    dagster issue #19635). If every run has finished, none waits for the re-execution
+    Dagster marked it for (`run_retries`: a run that died), and nothing changed for
+    `settle_s`, the state is returned as it is, with `"stalled": True`.
     """
     deadline = time.monotonic() + timeout_s
     last_change, last_seen = time.monotonic(), None
@@ -202,7 +206,8 @@ def wait_for_backfill(
         seen = [(run["id"], run["status"]) for run in state["runs"]]
         if seen != last_seen:
             last_change, last_seen = time.monotonic(), seen
-        finished = seen and all(s in FINISHED_RUN for _, s in seen)
+        retried = {run["parentRunId"] for run in state["runs"]}
+        finished = seen and not any(_still_moving(run, retried) for run in state["runs"])
         if finished and time.monotonic() - last_change > settle_s:
             return {**state, "stalled": True}
         if time.monotonic() > deadline:
@@ -210,6 +215,16 @@ def wait_for_backfill(
                 f"backfill {backfill_id} still {state['status']} after {timeout_s} s"
             )
         time.sleep(1)
+
+
+def _still_moving(run: dict, retried: set[str]) -> bool:
+    """A run not ended, or failed and marked for a re-execution not launched yet: on a busy
+    machine Dagster's retry daemon can take over a minute to launch it."""
+    # Imported here: the schedules read the settings as they load.
+    from nova_pipeline.schedules import WILL_RETRY
+
+    marked = {"key": WILL_RETRY, "value": "true"} in run["tags"]
+    return run["status"] not in FINISHED_RUN or (marked and run["id"] not in retried)
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
