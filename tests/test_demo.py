@@ -221,3 +221,30 @@ def test_ctrl_c_stops_the_demo_saying_where_with_no_traceback_and_nothing_left_r
     api_url = re.search(r"simulator at (\S+);", stdout).group(1)
     with pytest.raises(httpx.ConnectError):
         httpx.get(api_url, timeout=5)
+
+
+def test_only_an_interrupt_while_a_connection_closes_is_kept_off_stderr():
+    """What SQLAlchemy's pool logs when Ctrl-C lands as it closes a connection is dropped;
+    a pool error of any other cause is still shown, with its traceback."""
+    logged = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import logging\n"
+            "from nova_pipeline.demo import quiet_interrupted_closes\n"
+            "quiet_interrupted_closes()\n"
+            "log = logging.getLogger('sqlalchemy.pool.impl.NullPool')\n"
+            "for error in (KeyboardInterrupt, OSError('disk I/O error')):\n"
+            "    try:\n"
+            "        raise error\n"
+            "    except BaseException as exc:\n"
+            "        name = type(exc).__name__\n"
+            "        log.error('Exception closing connection %s', name, exc_info=True)\n",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Exception closing connection OSError" in logged.stderr
+    assert "OSError: disk I/O error" in logged.stderr
+    assert "KeyboardInterrupt" not in logged.stderr
