@@ -31,7 +31,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from nova_pipeline.api import ClientConfig, Endpoint, NovaClient  # noqa: E402
-from nova_pipeline.simulator.process import free_port, simulator_process  # noqa: E402
+from nova_pipeline.simulator.process import (  # noqa: E402
+    free_port,
+    simulator_child,
+    simulator_process,
+)
 from nova_pipeline.ui import (  # noqa: E402
     dagster_dev,
     launch_backfill,
@@ -61,6 +65,17 @@ STAGES = {
     "sim_daily_cost": "rollups",
     "group_daily_cost": "rollups",
 }
+TARGET_SHARE_OF_CEILING = 0.6
+"""The issue's end-to-end target, as a share of the ceiling: reported as the seconds a
+million-event day would have to take, next to the least its CPU allows."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU that process `pid` (every thread of it) has used so far, from
+    Linux's /proc: the simulator's share of a run, which runs in another process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def sim_args(sims: int, per_day: float = 20, groups: int = 0) -> list[str]:
@@ -150,7 +165,7 @@ def run_in_child(
     api_url: str, workdir: Path, first: dt.date, last: dt.date, groups: int = 0
 ) -> dict:
     """One Dagster run of every asset for `first..last`, in a fresh process on an instance
-    configured by the project's dagster.yaml: timings and peak RSS."""
+    configured by the project's dagster.yaml: timings, CPU and peak RSS."""
     home = project_home(workdir / "home")
     env = {
         **os.environ,
@@ -179,7 +194,7 @@ def child(first: str, last: str) -> None:
     from nova_pipeline.definitions import defs
 
     with dg.DagsterInstance.get() as instance:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         partition = (
             {"partition_key": first}
             if first == last
@@ -197,6 +212,7 @@ def child(first: str, last: str) -> None:
             run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
         )
         total = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         steps: dict[str, float] = {}
         begun: dict[str, float] = {}
         for entry in instance.all_logs(result.run_id):
@@ -233,6 +249,7 @@ def child(first: str, last: str) -> None:
                 "body_mb": round(run_total(raw_days, "body_mb"), 2),
                 "landed_mb": round(run_total(raw_days, "landed_mb"), 2),
                 "seconds": total,
+                "cpu_seconds": cpu,
                 "stages": {k: round(v, 3) for k, v in stages.items()},
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
@@ -241,13 +258,17 @@ def child(first: str, last: str) -> None:
 
 
 def e2e(sims: int, workdir: Path, repeats: int, groups: int = 0) -> dict:
-    """The median of `repeats` one-day runs, each into a fresh warehouse; peak RSS is the
-    highest of them."""
+    """The median of `repeats` one-day runs, each into a fresh warehouse, with the CPU the
+    simulator spent serving it; peak RSS is the highest of them."""
     runs = []
-    with simulator_process(sim_args(sims, groups=groups)) as api_url:
-        warm_up(api_url, DAY, DAY)
+    with simulator_child(sim_args(sims, groups=groups)) as simulator:
+        warm_up(simulator.api_url, DAY, DAY)
+        pid = simulator.process.pid
         for i in range(repeats):
-            runs.append(run_in_child(api_url, workdir / str(i), DAY, DAY, groups))
+            served_before = cpu_seconds(pid)
+            run = run_in_child(simulator.api_url, workdir / str(i), DAY, DAY, groups)
+            run["simulator_cpu_seconds"] = cpu_seconds(pid) - served_before
+            runs.append(run)
     result = dict(sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2])
     result["events_per_s"] = result["events"] / result["seconds"]
     result["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
@@ -331,6 +352,12 @@ def write_report(results: dict, path_json: Path, path_md: Path) -> None:
         f"| end to end, 1,000,000-event day | {r['e2e_events_per_s_1m']:,.0f} events/s "
         f"({r['e2e_seconds_1m']:.1f} s) | ≥ 150,000 and ≥ 60% of ceiling |",
         f"| end to end / ceiling | {r['e2e_to_ceiling_ratio']:.0%} | ≥ 60% |",
+        f"| CPU of that day: the run's process + the simulator serving it | "
+        f"{r['e2e_cpu_seconds_1m']:.1f} + {r['e2e_simulator_cpu_seconds_1m']:.1f} core-seconds, "
+        f"the {r['cores']} cores {r['e2e_cores_busy_1m']:.0%} busy over the run | — |",
+        f"| so the least that day can take here (its CPU over {r['cores']} cores), against "
+        f"what {TARGET_SHARE_OF_CEILING:.0%} of the ceiling asks | "
+        f"{r['e2e_least_seconds_1m']:.1f} s, against {r['e2e_seconds_1m_at_target']:.1f} s | — |",
         f"| for reference: a plain `httpx.Client` + `json.loads`, the performance notes' "
         f"client | {r['plain_client_items_per_s']:,.0f} items/s | — |",
         f"| end to end / that plain client | {r['e2e_to_plain_client_ratio']:.0%} | — |",
@@ -391,6 +418,7 @@ def main() -> None:
         "date": dt.date.today().isoformat(),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python "
         f"{platform.python_version()}",
+        "cores": os.cpu_count() or 1,
     }
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -420,6 +448,8 @@ def main() -> None:
             "e2e_seconds_1m": one_m["seconds"],
             "e2e_seconds_1m_each_run": one_m["all_seconds"],
             "e2e_events_1m": one_m["events"],
+            "e2e_cpu_seconds_1m": one_m["cpu_seconds"],
+            "e2e_simulator_cpu_seconds_1m": one_m["simulator_cpu_seconds"],
             "stages_1m": one_m["stages"],
             "peak_rss_mb_1m": one_m["peak_rss_mb"],
             "body_mb_1m": one_m["body_mb"],
@@ -461,6 +491,12 @@ def main() -> None:
     )
     results["e2e_to_plain_client_ratio"] = (
         results["e2e_events_per_s_1m"] / results["plain_client_items_per_s"]
+    )
+    cpu = results["e2e_cpu_seconds_1m"] + results["e2e_simulator_cpu_seconds_1m"]
+    results["e2e_cores_busy_1m"] = cpu / (results["e2e_seconds_1m"] * results["cores"])
+    results["e2e_least_seconds_1m"] = cpu / results["cores"]
+    results["e2e_seconds_1m_at_target"] = results["e2e_events_1m"] / (
+        TARGET_SHARE_OF_CEILING * results["ceiling_events_per_s"]
     )
     results["rss_ratio_1m_to_100k"] = results["peak_rss_mb_1m"] / results["peak_rss_mb_100k"]
     for suffix in ("", "_from_launch"):

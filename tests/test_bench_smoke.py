@@ -62,6 +62,13 @@ def test_bench_smoke_writes_every_documented_key(tmp_path):
         assert pickup > 0 and per_day > 0, mode
         assert per_day * 3 + pickup == pytest.approx(from_launch * 3), mode
     assert results["e2e_events_1m"] > 0 and "| simulator serving rate |" in md.read_text()
+    # The day's CPU: the run's process always uses some, the simulator's pages may take
+    # less than a clock tick; the run cannot have been faster than that CPU allows.
+    assert results["e2e_cpu_seconds_1m"] > 0
+    assert results["e2e_simulator_cpu_seconds_1m"] >= 0
+    assert 0 < results["e2e_least_seconds_1m"] <= results["e2e_seconds_1m"]
+    assert results["e2e_cores_busy_1m"] <= 1
+    assert results["e2e_seconds_1m_at_target"] > 0
     assert results["e2e_items_fetched_1m_with_groups"] > results["e2e_events_1m_with_groups"]
     assert 0 < results["landing_mb_1m"] < results["body_mb_1m"]
     # The full-volume batch is two days of the same fleet as the one-day run, in one run.
