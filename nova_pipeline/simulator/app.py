@@ -29,6 +29,7 @@ from nova_pipeline.simulator.faults import (
     WINDOWS_1251_NAME,
     Faults,
     bad_item,
+    in_cents,
     pretty,
     renamed,
 )
@@ -188,6 +189,8 @@ class Simulator:
             chosen = items[max(0, lo - 3) : lo] + chosen
         if chosen and page == 0 and faults.hits("day_overlap", query.key):
             chosen = self._end_of_day_before(query) + chosen
+        if chosen and faults.hits("cost_in_cents", query.key, page):
+            chosen = [in_cents(item) for item in chosen]
         if chosen and faults.hits("extra_fields", query.key, page):
             chosen = [item[:-1] + EXTRA_FIELD for item in chosen]
         if chosen and faults.hits("bad_items", query.key, page):

@@ -4,14 +4,18 @@ Transport faults (429, 5xx, slow, disconnect, truncated body, a body labelled gz
 not compressed) depend on how many times the same request was already made, so a retry
 can succeed. Content faults (bad items, duplicates, a day that overlaps the one before,
 an ignored page number, schema drift, a body laid out over many lines, a name cut inside
-an emoji or not in UTF-8, declared or not, a byte order mark) depend only on the request,
-so every retry of a page sees the same content.
+an emoji or not in UTF-8, declared or not, a byte order mark, costs sent in cents) depend
+only on the request, so every retry of a page sees the same content.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
+from decimal import Decimal
+
+from nova_pipeline.simulator.dataset import euro_text
 
 FAULTS = (
     "rate_limit",
@@ -30,6 +34,7 @@ FAULTS = (
     "windows_1251",
     "declared_windows_1251",
     "byte_order_mark",
+    "cost_in_cents",
 )
 DEFAULT_RATES = {
     "rate_limit": 0.1,
@@ -48,6 +53,7 @@ DEFAULT_RATES = {
     "windows_1251": 0.05,
     "declared_windows_1251": 0.05,
     "byte_order_mark": 1.0,
+    "cost_in_cents": 1.0,
 }
 
 BAD_ITEM_KINDS = (
@@ -140,6 +146,19 @@ BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 """`byte_order_mark`: UTF-8's byte order mark before the body, as a server whose source
 file or template was saved "UTF-8 with BOM" (a classic of PHP) sends it. JSON forbids
 sending one and lets a reader ignore it (RFC 8259, section 8.1)."""
+
+
+COST = re.compile(rb'"session_cost":([0-9.]+)')
+
+
+def in_cents(item: bytes) -> bytes:
+    """`cost_in_cents`: the item with its cost in euro cents, 100 times the euro amount, as
+    a provider that changed its unit without a word would send it: valid, and wrong."""
+    return COST.sub(
+        lambda cost: b'"session_cost":' + euro_text(int(Decimal(cost[1].decode()) * 10**8)),
+        item,
+        count=1,
+    )
 
 
 def renamed(item: bytes, name: bytes) -> bytes:
