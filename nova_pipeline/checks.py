@@ -33,12 +33,13 @@ from nova_pipeline.warehouse import EVENT_TYPES
 
 Days = tuple[dt.date, dt.date]
 OUT_OF_WINDOW_WARN_SHARE = 0.01
-VOLUME_HISTORY_DAYS = 14
-VOLUME_MIN_HISTORY_DAYS = 3
-VOLUME_WARN_SHARE = 0.5
-"""A day's events are judged against the median of the stored days among the 14 before
-it (at least 3 of them): WARN below half of it or above twice it. With less history only
-an empty day is flagged: every day empty is how a wrong account or date filter shows."""
+HISTORY_DAYS = 14
+MIN_HISTORY_DAYS = 3
+WARN_SHARE = 0.5
+"""A day's events, and the average cost of one, are judged against the median of the
+stored days among the 14 before it (at least 3 of them): WARN below half of it or above
+twice it. With less history only a day with no event is flagged: every day empty is how a
+wrong account or date filter shows."""
 ALL_DAYS = (dt.date(1970, 1, 1), dt.date(9999, 12, 31))
 Report = Iterator[dg.AssetCheckEvaluation | dg.Output]
 
@@ -316,45 +317,63 @@ def out_of_window_share(con: DuckDBPyConnection, days: Days) -> Finding:
     )
 
 
-@events_check(
-    description=(
-        "Events per day are in the usual range: WARN when a day has less than "
-        f"{VOLUME_WARN_SHARE:.0%} or more than {1 / VOLUME_WARN_SHARE:.0%} of the median of "
-        f"the stored days among the {VOLUME_HISTORY_DAYS} before it (once "
-        f"{VOLUME_MIN_HISTORY_DAYS} of them are stored; before that, only a day with no event "
-        "at all). A day with no events, or far fewer, was usually pulled before the "
-        "provider's daily sync had brought it in."
-    ),
-)
-def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> Finding:
+def _days_judged(con: DuckDBPyConnection, days: Days) -> list[dt.date]:
+    """The run's days; with no partition, every day pulled, one that came back empty too
+    (each pull leaves its closing empty page in the raw index)."""
     if days == ALL_DAYS:
         pulled = "SELECT DISTINCT day FROM call_sms_raw_pages ORDER BY day"
-        judged = [day for (day,) in con.execute(pulled).fetchall()]
-    else:
-        judged = days_between(*days)
+        return [day for (day,) in con.execute(pulled).fetchall()]
+    return days_between(*days)
+
+
+def _unusual_days(
+    con: DuckDBPyConnection, judged: list[dt.date], figure: str, of_no_event: str, few: str
+) -> list[tuple]:
+    """The judged days whose `figure` (an aggregate of a day's events) is outside the band
+    around the median of the stored days among the HISTORY_DAYS before each, or, with less
+    history, for which `few` holds: (day, figure, median, days compared, ratio). A day
+    with no event has `of_no_event` as its figure and stays out of later days' medians."""
     if not judged:
-        return Finding(days, [], [], "")
-    failing = con.execute(
+        return []
+    return con.execute(
         f"""
-        WITH counts AS (
-            SELECT day, count(*) AS events FROM call_sms_events
-            WHERE day BETWEEN $first - {VOLUME_HISTORY_DAYS} AND $last GROUP BY day),
+        WITH figures AS (
+            SELECT day, {figure} AS figure FROM call_sms_events
+            WHERE day BETWEEN $first - {HISTORY_DAYS} AND $last GROUP BY day),
         judged AS (
-            SELECT d.day, coalesce(c.events, 0) AS events, count(h.day) AS history,
-                   median(h.events) AS usual
+            SELECT d.day, coalesce(c.figure, {of_no_event}) AS figure, count(h.day) AS history,
+                   median(h.figure) AS usual
             FROM unnest($days) AS d(day)
-            LEFT JOIN counts c ON c.day = d.day
-            LEFT JOIN counts h ON h.day BETWEEN d.day - {VOLUME_HISTORY_DAYS} AND d.day - 1
-            GROUP BY d.day, c.events)
-        SELECT day, events, coalesce(usual::VARCHAR, '-'), history,
-               coalesce(round(events / usual, 2)::VARCHAR, '-')
+            LEFT JOIN figures c ON c.day = d.day
+            LEFT JOIN figures h ON h.day BETWEEN d.day - {HISTORY_DAYS} AND d.day - 1
+            GROUP BY d.day, c.figure)
+        SELECT day, figure, coalesce(usual::VARCHAR, '-'), history,
+               coalesce(round(figure / usual, 2)::VARCHAR, '-')
         FROM judged
-        WHERE CASE WHEN history >= {VOLUME_MIN_HISTORY_DAYS}
-              THEN NOT events BETWEEN usual * {VOLUME_WARN_SHARE} AND usual / {VOLUME_WARN_SHARE}
-              ELSE events = 0 END
+        WHERE CASE WHEN history >= {MIN_HISTORY_DAYS}
+              THEN NOT figure BETWEEN usual * {WARN_SHARE} AND usual / {WARN_SHARE}
+              ELSE {few} END
         ORDER BY day""",
         {"days": judged, "first": judged[0], "last": judged[-1]},
     ).fetchall()
+
+
+BAND = (
+    f"less than {WARN_SHARE:.0%} or more than {1 / WARN_SHARE:.0%} of the median of the "
+    f"stored days among the {HISTORY_DAYS} before it (once {MIN_HISTORY_DAYS} of them are "
+    "stored"
+)
+
+
+@events_check(
+    description=(
+        f"Events per day are in the usual range: WARN when a day has {BAND}; before that, "
+        "only a day with no event at all). A day with no events, or far fewer, was usually "
+        "pulled before the provider's daily sync had brought it in."
+    ),
+)
+def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> Finding:
+    failing = _unusual_days(con, _days_judged(con, days), "count(*)", "0", "figure = 0")
     return Finding(
         days,
         failing,
@@ -366,6 +385,33 @@ def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> Finding:
             "schedule (NOVA_LOOKBACK_DAYS), an empty yesterday within hours by the "
             "call_sms_late_sync sensor, and any day can be re-run now. A lasting change may "
             "be the fleet itself, or the account or groups the token sees."
+        ),
+    )
+
+
+@events_check(
+    description=(
+        f"The average cost of an event is in the usual range: WARN when a day's is {BAND}). "
+        "How many events a day has is daily_volume_usual's to judge; this one shows a "
+        "change of price that every other check passes, the sums reconciling to the cent: "
+        "a new tariff, costs re-rated at the provider, or costs sent in another unit "
+        "(cents for euro: 100 times the usual)."
+    ),
+)
+def cost_per_event_usual(con: DuckDBPyConnection, days: Days) -> Finding:
+    failing = _unusual_days(
+        con, _days_judged(con, days), "round(avg(cost_eur), 6)", "NULL", "false"
+    )
+    return Finding(
+        days,
+        failing,
+        ["day", "€ an event", "median of the days before", "days compared", "ratio"],
+        "an unusual average cost of an event",
+        severity=dg.AssetCheckSeverity.WARN,
+        hint=(
+            "Compare a few of the day's events with the provider's tariff. A re-rating the "
+            "provider has since corrected is picked up by re-running the day; a new tariff "
+            f"stops warning once it is the median of the {HISTORY_DAYS} days before."
         ),
     )
 

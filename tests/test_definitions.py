@@ -32,6 +32,7 @@ DATA_CHECKS = {
     "call_sms_events:rejects_share",
     "call_sms_events:out_of_window_share",
     "call_sms_events:daily_volume_usual",
+    "call_sms_events:cost_per_event_usual",
     "sim_group_membership:group_sids_in_account_pull",
     "sim_daily_cost:sim_cost_reconciles",
     "group_daily_cost:group_cost_reconciles",

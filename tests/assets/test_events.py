@@ -362,6 +362,7 @@ def test_all_six_tables_exist_and_hold_the_day(make_pipeline):
     assert all(e.passed for e in result.get_asset_check_evaluations())
     assert sorted(e.check_name for e in result.get_asset_check_evaluations()) == [
         "cost_not_negative",
+        "cost_per_event_usual",
         "daily_volume_usual",
         "group_cost_reconciles",
         "group_sids_in_account_pull",
