@@ -327,35 +327,50 @@ def _days_judged(con: DuckDBPyConnection, days: Days) -> list[dt.date]:
 
 
 def _unusual_days(
-    con: DuckDBPyConnection, judged: list[dt.date], figure: str, of_no_event: str, few: str
-) -> list[tuple]:
-    """The judged days whose `figure` (an aggregate of a day's events) is outside the band
-    around the median of the stored days among the HISTORY_DAYS before each, or, with less
-    history, for which `few` holds: (day, figure, median, days compared, ratio). A day
-    with no event has `of_no_event` as its figure and stays out of later days' medians."""
-    if not judged:
-        return []
-    return con.execute(
-        f"""
-        WITH figures AS (
-            SELECT day, {figure} AS figure FROM call_sms_events
-            WHERE day BETWEEN $first - {HISTORY_DAYS} AND $last GROUP BY day),
-        judged AS (
-            SELECT d.day, coalesce(c.figure, {of_no_event}) AS figure, count(h.day) AS history,
-                   median(h.figure) AS usual
-            FROM unnest($days) AS d(day)
-            LEFT JOIN figures c ON c.day = d.day
-            LEFT JOIN figures h ON h.day BETWEEN d.day - {HISTORY_DAYS} AND d.day - 1
-            GROUP BY d.day, c.figure)
-        SELECT day, figure, coalesce(usual::VARCHAR, '-'), history,
-               coalesce(round(figure / usual, 2)::VARCHAR, '-')
-        FROM judged
-        WHERE CASE WHEN history >= {MIN_HISTORY_DAYS}
-              THEN NOT figure BETWEEN usual * {WARN_SHARE} AND usual / {WARN_SHARE}
-              ELSE {few} END
-        ORDER BY day""",
-        {"days": judged, "first": judged[0], "last": judged[-1]},
-    ).fetchall()
+    con: DuckDBPyConnection,
+    days: Days,
+    figure: tuple[str, str],
+    of_no_event: str,
+    few: str,
+    problem: str,
+    hint: str,
+) -> Finding:
+    """A WARN on the days whose `figure` (its column's name, and an aggregate of a day's
+    events) is outside the band around the median of the stored days among the
+    HISTORY_DAYS before each, or, with less history, for which `few` holds. A day with no
+    event has `of_no_event` as its figure and stays out of later days' medians."""
+    judged = _days_judged(con, days)
+    failing: list[tuple] = []
+    if judged:
+        failing = con.execute(
+            f"""
+            WITH figures AS (
+                SELECT day, {figure[1]} AS figure FROM call_sms_events
+                WHERE day BETWEEN $first - {HISTORY_DAYS} AND $last GROUP BY day),
+            judged AS (
+                SELECT d.day, coalesce(c.figure, {of_no_event}) AS figure, count(h.day) AS history,
+                       median(h.figure) AS usual
+                FROM unnest($days) AS d(day)
+                LEFT JOIN figures c ON c.day = d.day
+                LEFT JOIN figures h ON h.day BETWEEN d.day - {HISTORY_DAYS} AND d.day - 1
+                GROUP BY d.day, c.figure)
+            SELECT day, figure, coalesce(usual::VARCHAR, '-'), history,
+                   coalesce(round(figure / usual, 2)::VARCHAR, '-')
+            FROM judged
+            WHERE CASE WHEN history >= {MIN_HISTORY_DAYS}
+                  THEN NOT figure BETWEEN usual * {WARN_SHARE} AND usual / {WARN_SHARE}
+                  ELSE {few} END
+            ORDER BY day""",
+            {"days": judged, "first": judged[0], "last": judged[-1]},
+        ).fetchall()
+    return Finding(
+        days,
+        failing,
+        ["day", figure[0], "median of the days before", "days compared", "ratio"],
+        problem,
+        severity=dg.AssetCheckSeverity.WARN,
+        hint=hint,
+    )
 
 
 BAND = (
@@ -373,13 +388,13 @@ BAND = (
     ),
 )
 def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> Finding:
-    failing = _unusual_days(con, _days_judged(con, days), "count(*)", "0", "figure = 0")
-    return Finding(
+    return _unusual_days(
+        con,
         days,
-        failing,
-        ["day", "events", "median of the days before", "days compared", "ratio"],
-        "an unusual number of events",
-        severity=dg.AssetCheckSeverity.WARN,
+        ("events", "count(*)"),
+        of_no_event="0",
+        few="figure = 0",
+        problem="an unusual number of events",
         hint=(
             "A day pulled before the provider synced it is pulled again by the daily "
             "schedule (NOVA_LOOKBACK_DAYS), an empty yesterday within hours by the "
@@ -399,15 +414,13 @@ def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> Finding:
     ),
 )
 def cost_per_event_usual(con: DuckDBPyConnection, days: Days) -> Finding:
-    failing = _unusual_days(
-        con, _days_judged(con, days), "round(avg(cost_eur), 6)", "NULL", "false"
-    )
-    return Finding(
+    return _unusual_days(
+        con,
         days,
-        failing,
-        ["day", "€ an event", "median of the days before", "days compared", "ratio"],
-        "an unusual average cost of an event",
-        severity=dg.AssetCheckSeverity.WARN,
+        ("€ an event", "round(avg(cost_eur), 6)"),
+        of_no_event="NULL",
+        few="false",
+        problem="an unusual average cost of an event",
         hint=(
             "Compare a few of the day's events with the provider's tariff. A re-rating the "
             "provider has since corrected is picked up by re-running the day; a new tariff "

@@ -82,6 +82,7 @@ def test_the_average_not_the_total_is_judged_and_a_day_with_no_event_is_left_to_
                 )
                 sid += events
         judged = cost_per_event_usual(con, (d[0], d[8])).result()
+        nothing_pulled = cost_per_event_usual(con, ALL_DAYS).result()
         index_page(con, d[7], 100)
         pulled = cost_per_event_usual(con, ALL_DAYS).result()
 
@@ -91,4 +92,6 @@ def test_the_average_not_the_total_is_judged_and_a_day_with_no_event_is_left_to_
         [str(d[7]), "10.0", "0.1", "6", "100.0"],
         [str(d[8]), "0.0", "0.1", "7", "0.0"],
     ]
+    # "Execute all" judges the days pulled: none at first, then the one indexed.
+    assert nothing_pulled.passed and nothing_pulled.description == "passed for all days"
     assert pulled.metadata["failing_days"].value == [str(d[7])]
