@@ -115,7 +115,7 @@ def test_checks_run_with_no_partition_judge_every_stored_day_at_once(make_pipeli
         raise_on_error=False,
     )
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert len(evaluations) == 9 and {e.partition for e in evaluations.values()} == {None}
+    assert len(evaluations) == 10 and {e.partition for e in evaluations.values()} == {None}
     outside = evaluations.pop("out_of_window_share")
     assert not outside.passed and outside.severity.value == "WARN"
     assert outside.metadata["failing_days"].value == [DAY_BEFORE_KEY]
@@ -256,7 +256,7 @@ def test_each_days_result_is_about_that_days_latest_materialization(make_pipelin
         for day in (DAY_BEFORE_KEY, DAY_KEY)
     }
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 2 * 6
+    assert len(evaluations) == 2 * 7
     for evaluation in evaluations:
         target = evaluation.target_materialization_data
         record = latest[evaluation.partition]
