@@ -35,6 +35,7 @@ from nova_pipeline.api import (
 from nova_pipeline.api.client import _not_utf8, without_lone_surrogates
 from nova_pipeline.api.models import with_finite_stand_ins
 from tests.conftest import DAY
+from tests.simulator.test_contract import post, query
 
 FAST_RETRY = RetryPolicy(max_attempts=30, deadline_s=60, backoff_base_s=0.01, backoff_cap_s=0.05)
 TOKEN = "tok-7f3a9c1e5b-secret"
@@ -53,11 +54,7 @@ def fetch(sim, selector="all", **kw) -> tuple[list, NovaClient]:
 
 def first_page_served(sim) -> bytes:
     """Page 0 of DAY's `all` pull as the simulator sends it, past any client."""
-    text = DAY.strftime("%d-%m-%Y")
-    return httpx.post(
-        f"{sim.api_url}/report/call_sms",
-        json={"filter": {"start": text, "end": text}, "select": ["all"], "page": 0, "size": 100},
-    ).content
+    return post(sim, query(DAY.strftime("%d-%m-%Y"), size=100)).content
 
 
 def costs_by_sid(pages) -> dict[int, float]:

@@ -38,10 +38,13 @@ def luhn_ok(number: str) -> bool:
     return number.isdigit() and (sum(digits[0::2]) + sum(doubled)) % 10 == 0
 
 
-def all_items(sim, start: str, end: str | None = None, select=("all",), size=1000) -> list[dict]:
+def all_items(
+    sim, start: str, end: str | None = None, select=("all",), size=1000, parse_float=float
+) -> list[dict]:
     items, page = [], 0
     while True:
-        got = post(sim, query(start, end, select, page, size)).json()["result"]["items"]
+        body = post(sim, query(start, end, select, page, size)).content
+        got = json.loads(body, parse_float=parse_float)["result"]["items"]
         if not got:
             return items
         items += got

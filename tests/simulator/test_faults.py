@@ -132,23 +132,12 @@ def test_pretty_json_lays_the_same_items_out_over_lines(start_simulator, simulat
     assert all_items(faulty, "18-11-2026", size=100) == clean
 
 
-def exact_items(sim, day: str) -> list[dict]:
-    """Every item of the day, each cost read as the exact decimal sent."""
-    items, page = [], 0
-    while True:
-        body = post(sim, query(day, page=page, size=100)).content
-        got = json.loads(body, parse_float=Decimal)["result"]["items"]
-        if not got:
-            return items
-        items += got
-        page += 1
-
-
 def test_cost_in_cents_sends_every_cost_a_hundred_times_over_and_nothing_else(
     start_simulator, simulator
 ):
-    cents = exact_items(start_simulator(faults={"cost_in_cents": 1.0}), "18-11-2026")
-    euro = exact_items(simulator, "18-11-2026")
+    faulty = start_simulator(faults={"cost_in_cents": 1.0})
+    cents = all_items(faulty, "18-11-2026", size=100, parse_float=Decimal)
+    euro = all_items(simulator, "18-11-2026", size=100, parse_float=Decimal)
     assert [c["session_cost"] for c in cents] == [e["session_cost"] * 100 for e in euro]
     assert sum(e["session_cost"] > 0 for e in euro) > 100
     unpriced = [{**item, "session_cost": None} for item in cents]
