@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import httpx
+from dagster._daemon.controller import DEFAULT_DAEMON_INTERVAL_SECONDS as BACKFILL_TICK_SECONDS
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -315,17 +316,21 @@ def backfill(days: int, per_day_sims: int, days_per_run: int, workdir: Path) -> 
             state = wait_for_backfill(dev.url, launch_backfill(dev.url, list(TABLES), partitions))
     if state["status"] != "COMPLETED_SUCCESS":
         raise RuntimeError(f"backfill ended {state['status']}")
-    # Dagster's backfill daemon takes a launched backfill up at its next tick (every 30 s in
-    # 1.13, whatever the mode): that wait is timed apart from the runs, which are timed
-    # from the creation of the first to the end of the last (the daemon's later
-    # bookkeeping tick is not work either).
+    # Dagster's backfill daemon takes a launched backfill up at its next tick (every
+    # BACKFILL_TICK_SECONDS in 1.13, whatever the mode, no setting): that wait is timed apart
+    # from the runs, which are timed from the creation of the first to the end of the last
+    # (the daemon's later bookkeeping tick is not work either). The daemon ticks as it
+    # starts, so a backfill launched as soon as `dagster dev` is up, as here, waits about a
+    # whole tick, the longest; one launched at any moment waits half a tick on average.
     created = min(run["creationTime"] for run in state["runs"])
-    ended = max(run["endTime"] for run in state["runs"])
+    runs = max(run["endTime"] for run in state["runs"]) - created
+    pickup = created - launched_at
     return {
         "runs": len(state["runs"]),
-        "pickup_seconds": created - launched_at,
-        "seconds_per_day": (ended - created) / days,
-        "seconds_per_day_from_launch": (ended - launched_at) / days,
+        "pickup_seconds": pickup,
+        "seconds_per_day": runs / days,
+        "seconds_per_day_from_launch": (pickup + runs) / days,
+        "seconds_per_day_from_average_launch": (BACKFILL_TICK_SECONDS / 2 + runs) / days,
     }
 
 
@@ -380,9 +385,15 @@ def write_report(results: dict, path_json: Path, path_md: Path) -> None:
         f"| batched / per-run seconds per day (from launch) | "
         f"{r['backfill_batched_to_per_run_ratio']:.2f} "
         f"({r['backfill_batched_to_per_run_ratio_from_launch']:.2f}) | ≤ 0.2 |",
-        f"| launch to first run, Dagster's backfill daemon tick: batched, one run per day | "
-        f"{r['backfill_pickup_seconds_batched']:.0f} s, "
+        f"| launch to first run, Dagster's backfill daemon tick, every "
+        f"{r['backfill_daemon_tick_seconds']} s (launched just after one, the longest wait): "
+        f"batched, one run per day | {r['backfill_pickup_seconds_batched']:.0f} s, "
         f"{r['backfill_pickup_seconds_per_run']:.0f} s | — |",
+        f"| so, launched at any moment (half a tick's wait on average): batched, one run per "
+        f"day, batched / per-run | "
+        f"{r['backfill_seconds_per_day_batched_from_average_launch']:.2f} s/day, "
+        f"{r['backfill_seconds_per_day_per_run_from_average_launch']:.2f} s/day, "
+        f"{r['backfill_batched_to_per_run_ratio_from_average_launch']:.2f} | — |",
         f"| batched backfill at full volume: {r['batch_days_1m']} days, "
         f"{r['batch_events_1m']:,} events, one run | {r['batch_seconds_per_day_1m']:.1f} s/day "
         f"({r['batch_events_per_s_1m']:,.0f} events/s), peak RSS "
@@ -476,6 +487,7 @@ def main() -> None:
             flush=True,
         )
         results["backfill_days"] = days
+        results["backfill_daemon_tick_seconds"] = BACKFILL_TICK_SECONDS
         for mode, days_per_run in (("batched", 31), ("per_run", 1)):
             timed = backfill(days, per_day, days_per_run, tmp_path / mode)
             results |= {
@@ -483,6 +495,9 @@ def main() -> None:
                 f"backfill_seconds_per_day_{mode}": timed["seconds_per_day"],
                 f"backfill_seconds_per_day_{mode}_from_launch": timed[
                     "seconds_per_day_from_launch"
+                ],
+                f"backfill_seconds_per_day_{mode}_from_average_launch": timed[
+                    "seconds_per_day_from_average_launch"
                 ],
                 f"backfill_pickup_seconds_{mode}": timed["pickup_seconds"],
             }
@@ -499,7 +514,7 @@ def main() -> None:
         TARGET_SHARE_OF_CEILING * results["ceiling_events_per_s"]
     )
     results["rss_ratio_1m_to_100k"] = results["peak_rss_mb_1m"] / results["peak_rss_mb_100k"]
-    for suffix in ("", "_from_launch"):
+    for suffix in ("", "_from_launch", "_from_average_launch"):
         results[f"backfill_batched_to_per_run_ratio{suffix}"] = (
             results[f"backfill_seconds_per_day_batched{suffix}"]
             / results[f"backfill_seconds_per_day_per_run{suffix}"]

@@ -61,6 +61,10 @@ def test_bench_smoke_writes_every_documented_key(tmp_path):
         )
         assert pickup > 0 and per_day > 0, mode
         assert per_day * 3 + pickup == pytest.approx(from_launch * 3), mode
+        # Launched at any moment, the backfill waits half of the daemon's tick on average.
+        half_tick = results["backfill_daemon_tick_seconds"] / 2
+        average = results[f"backfill_seconds_per_day_{mode}_from_average_launch"]
+        assert per_day * 3 + half_tick == pytest.approx(average * 3), mode
     assert results["e2e_events_1m"] > 0 and "| simulator serving rate |" in md.read_text()
     # The day's CPU: the run's process always uses some, the simulator's pages may take
     # less than a clock tick; the run cannot have been faster than that CPU allows.
