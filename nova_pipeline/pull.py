@@ -90,33 +90,40 @@ def pull_days(
 ) -> list[DayPull]:
     """Pull every day, `concurrency` at a time, each with its own client (connection pool).
 
-    If any day fails, the fetch folders of the days already pulled are removed and the
-    error is raised: nothing of a failed pull reaches the warehouse.
+    If any day fails, or the run is interrupted (Ctrl-C, or "Terminate" in the UI) while it
+    waits for them, the days in flight stop before their next request, the days not started
+    never start, the fetch folders of the days already pulled are removed and the first error
+    is raised: nothing of a failed pull reaches the warehouse, and the run stops in about a
+    request's time, not once the days in flight are whole (minutes, for big days).
     """
-    done: list[DayPull] = []
+    clients = [make_client() for _ in days]
+    error: BaseException | None = None
     with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(days)))) as pool:
-        futures = [pool.submit(pull_day, make_client(), landing, d, selectors) for d in days]
-        error: BaseException | None = None
+        futures = [
+            pool.submit(pull_day, client, landing, day, selectors)
+            for client, day in zip(clients, days, strict=True)
+        ]
         for future in futures:
             try:
                 pulled = future.result()
+                if log and error is None:
+                    log.info(
+                        "pulled %s: %d pages, %d items, %d retries in %.1f s",
+                        pulled.day,
+                        pulled.pages,
+                        pulled.items(),
+                        pulled.retries,
+                        pulled.seconds,
+                    )
             except BaseException as exc:
                 error = error or exc
+                for client in clients:
+                    client.stop()
                 for pending in futures:
                     pending.cancel()
-                continue
-            done.append(pulled)
-            if log:
-                log.info(
-                    "pulled %s: %d pages, %d items, %d retries in %.1f s",
-                    pulled.day,
-                    pulled.pages,
-                    pulled.items(),
-                    pulled.retries,
-                    pulled.seconds,
-                )
+    pulled_whole = [f.result() for f in futures if not f.cancelled() and f.exception() is None]
     if error is not None:
-        for pulled in done:
+        for pulled in pulled_whole:
             landing.discard(pulled.fetch_dir)
         raise error
-    return done
+    return pulled_whole

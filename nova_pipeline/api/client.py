@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import re
 import ssl
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -25,6 +26,7 @@ from nova_pipeline.api.errors import (
     AuthError,
     CertificateError,
     PageIgnoredError,
+    PullStopped,
     RequestRejected,
     RetriesExhausted,
     TooManyPagesError,
@@ -170,6 +172,12 @@ class NovaClient:
         self.config = config or ClientConfig()
         self.log = logger or log
         self.stats = FetchStats()
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        """From any thread: end this client's paging before its next request or during a
+        retry wait, with `PullStopped` (a request in flight runs to its end or timeout)."""
+        self._stopped.set()
 
     def __enter__(self) -> NovaClient:
         return self
@@ -187,6 +195,7 @@ class NovaClient:
         """
         previous: bytes | None = None
         for number in range(self.config.max_pages):
+            self._unless_stopped(selector, start, end, number)
             page = self.fetch_page(start, end, selector, number)
             if not page.item_count:
                 yield page
@@ -203,6 +212,10 @@ class NovaClient:
             f"{selector} {start}..{end} still had items after {self.config.max_pages} pages "
             "(NOVA_MAX_PAGES); raise the cap if the day is really that large"
         )
+
+    def _unless_stopped(self, selector: str, start: dt.date, end: dt.date, number: int) -> None:
+        if self._stopped.is_set():
+            raise PullStopped(f"stopped before page {number} of {selector} {start}..{end}")
 
     def fetch_page(self, start: dt.date, end: dt.date, selector: str, number: int) -> Page:
         body = {
@@ -262,7 +275,8 @@ class NovaClient:
                 attempt,
                 reason,
             )
-            time.sleep(wait)
+            self._stopped.wait(wait)
+            self._unless_stopped(selector, start, end, number)
         raise self._gave_up(
             request,
             f"after {policy.max_attempts} attempts (NOVA_MAX_ATTEMPTS)",

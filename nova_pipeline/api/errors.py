@@ -44,3 +44,8 @@ class TooManyPagesError(NovaApiError):
 
 class RetriesExhausted(NovaApiError):
     """A request kept failing with retryable errors until the attempts or deadline ran out."""
+
+
+class PullStopped(NovaApiError):
+    """The client was stopped (`NovaClient.stop`) while it paged: another day of the same
+    pull failed, or the run was interrupted. Not an answer of the server."""

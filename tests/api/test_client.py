@@ -26,6 +26,7 @@ from nova_pipeline.api import (
     Endpoint,
     NovaClient,
     PageIgnoredError,
+    PullStopped,
     RequestRejected,
     RetriesExhausted,
     RetryPolicy,
@@ -205,6 +206,34 @@ def test_retry_after_is_honoured(start_simulator):
             page = client.fetch_page(DAY, DAY, "all", page.page + 1)
     assert "HTTP 429" in page.retry_reasons
     assert time.monotonic() - started >= 1.0 * (page.attempts - 1)
+
+
+def test_a_stopped_client_ends_its_wait_for_a_retry_at_once(start_simulator):
+    """Another day of the pull failed, or the run was interrupted, while this client waits
+    out a Retry-After of five minutes: it stops then, without a request more."""
+    sim = start_simulator(faults={"rate_limit": 1.0}, retry_after=300)
+    client = client_for(sim, retry=RetryPolicy(max_attempts=3, deadline_s=600))
+    ended: list[BaseException] = []
+
+    def page() -> None:
+        try:
+            list(client.pages(DAY, DAY, "all"))
+        except BaseException as exc:
+            ended.append(exc)
+
+    paging = threading.Thread(target=page, daemon=True)
+    paging.start()
+    deadline = time.monotonic() + 60
+    while sim.simulator.requests < 1:
+        assert time.monotonic() < deadline, "no request made"
+        time.sleep(0.01)
+    client.stop()
+    paging.join(timeout=60)
+    assert not paging.is_alive(), "still waiting out the Retry-After"
+    [error] = ended
+    assert isinstance(error, PullStopped)
+    assert str(error) == f"stopped before page 0 of all {DAY}..{DAY}"
+    assert sim.simulator.requests == 1
 
 
 def test_ignore_page_raises_a_clear_error_instead_of_looping(start_simulator):
@@ -686,7 +715,10 @@ def test_a_body_code_other_than_200_is_an_error_and_no_result_ends_the_query():
 
 def test_no_wait_passes_the_retry_deadline(monkeypatch):
     """On a clock the test moves (each attempt 0.2 s, each wait the server's 1 s): the
-    client gives up when the next wait would end past the deadline, not after it."""
+    client gives up when the next wait would end past the deadline, not after it.
+
+    The client waits on its stop event, so the clock stands in for that event too: one
+    that is never set, whose wait moves the clock instead of the test's time."""
     import nova_pipeline.api.client as client_module
 
     class Clock:
@@ -695,8 +727,12 @@ def test_no_wait_passes_the_retry_deadline(monkeypatch):
         def monotonic(self) -> float:
             return self.now
 
-        def sleep(self, seconds: float) -> None:
+        def wait(self, seconds: float) -> bool:
             self.now += seconds
+            return False
+
+        def is_set(self) -> bool:
+            return False
 
     clock = Clock()
     monkeypatch.setattr(client_module, "time", clock)
@@ -711,6 +747,7 @@ def test_no_wait_passes_the_retry_deadline(monkeypatch):
         NovaClient(endpoint, ClientConfig(retry=policy)) as client,
         pytest.raises(RetriesExhausted, match=r"after 2 attempts, the next wait \(1.0 s\)"),
     ):
+        client._stopped = clock
         client.fetch_page(DAY, DAY, "all", 0)
     assert clock.now == pytest.approx(1.4)
 
