@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from decimal import Decimal
 from itertools import takewhile
@@ -193,31 +194,37 @@ def test_a_failed_run_is_said_and_no_table_is_printed(tmp_path):
 def test_ctrl_c_stops_the_demo_saying_where_with_no_traceback_and_nothing_left_running(
     tmp_path, how
 ):
-    """Ctrl-C (or `kill`, or the terminal closing) once the run is pulling: Dagster ends the
-    run as failed, the demo says at which step, exits 130 as an interrupted command does,
-    and stops the simulator. Ended at once by SIGHUP, it left its run "started" for good."""
-    env = demo_env(tmp_path)
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "nova_pipeline.demo"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for line in demo.stderr:
-        if " - call_sms_raw_pages - pulled " in line:
-            demo.send_signal(how)
-            break
-    stdout, stderr = demo.communicate(timeout=300)
+    """Ctrl-C (or `kill`, or the terminal closing) once the run is pulling: the days in flight
+    stop, Dagster ends the run as failed, the demo says at which step, exits 130 as an
+    interrupted command does, and stops the simulator. Ended at once by SIGHUP, it left its
+    run "started" for good. Pages of 5 items make the pull last minutes, so the signal lands
+    in it, not after the run's last step, where Dagster no longer sees it."""
+    env = {**demo_env(tmp_path), "NOVA_PAGE_SIZE": "5"}
+    landing = tmp_path / "data" / "landing"
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "nova_pipeline.demo"], env=env, stdout=out, stderr=err
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while not list(landing.glob("call_sms/day=*/fetch=*/*.tmp")):
+            assert demo.poll() is None, (tmp_path / "err").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no page landed"
+            time.sleep(0.05)
+        demo.send_signal(how)
+        demo.wait(timeout=300)
+    finally:
+        demo.kill()
+    stdout, stderr = (tmp_path / "out").read_text(), (tmp_path / "err").read_text()
     assert demo.returncode == 130, stderr[-3000:]
     if how != signal.SIGHUP:  # the terminal is gone: the last words go nowhere
-        assert re.fullmatch(
-            r"interrupted at \w+, which wrote nothing; `make ui` shows the run's log",
-            stderr.strip().splitlines()[-1],
+        assert stderr.strip().splitlines()[-1] == (
+            "interrupted at call_sms_raw_pages, which wrote nothing; `make ui` shows the run's log"
         )
     assert "Traceback" not in stderr and "Cost per group" not in stdout
     (run,) = recorded_runs(env["DAGSTER_HOME"])
     assert run.status == dg.DagsterRunStatus.FAILURE
+    assert not list(landing.glob("call_sms/day=*/fetch=*")), "pulls removed"
     api_url = re.search(r"simulator at (\S+);", stdout).group(1)
     with pytest.raises(httpx.ConnectError):
         httpx.get(api_url, timeout=5)
