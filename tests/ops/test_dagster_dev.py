@@ -655,3 +655,36 @@ def test_make_ui_starts_the_simulator_again_where_runs_reach_it_or_stops_saying_
         "the simulator"
     ) in said, said[-3000:]
     _check_port_free("127.0.0.1", int(url.rsplit(":", 1)[1]))
+
+
+TERMINATE = """
+mutation Terminate($id: String!) {
+  terminateRun(runId: $id) { __typename }
+}"""
+
+
+@pytest.mark.timeout(600)
+def test_terminate_in_the_ui_stops_a_pull_in_flight_and_leaves_nothing(tmp_path):
+    """ "Terminate" on a run that is pulling: the days in flight stop before their next
+    request, so the run is canceled within seconds (it took 162 s here, waiting for every
+    page of the day, with pages of 5 items) and its landed pages are removed."""
+    args = ["--seed", "7", "--sims", "500", "--groups", "3", "--events-per-sim-day", "20"]
+    args += ["--now", "2026-11-20T12:00:00+05:00"]
+    with dagster_dev_stack(
+        tmp_path, args, NOVA_GROUPS="1=Trackers,2=Vans,3=Meters", NOVA_PAGE_SIZE="5"
+    ) as (url, _, warehouse):
+        run_id = launch_day_run(url, dt.date(2026, 11, 18))
+        landing = tmp_path / "data" / "landing" / "call_sms"
+        deadline = time.monotonic() + 300
+        while not list(landing.glob("day=*/fetch=*/*.tmp")):
+            assert time.monotonic() < deadline, graphql(url, RUN_STATUS, id=run_id)
+            time.sleep(0.05)
+        asked = time.monotonic()
+        terminated = graphql(url, TERMINATE, id=run_id)["terminateRun"]
+        assert terminated["__typename"] == "TerminateRunSuccess", terminated
+        run = wait_for_run(url, run_id, timeout_s=60)
+        waited = time.monotonic() - asked
+        assert run["status"] == "CANCELED", run
+        assert waited < 60, waited
+        assert not list(landing.glob("day=*/fetch=*")), "the pull's pages removed"
+        assert not warehouse.exists(), "the run's first write comes after its pull"
