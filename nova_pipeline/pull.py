@@ -8,7 +8,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,9 +92,10 @@ def pull_days(
 
     If any day fails, or the run is interrupted (Ctrl-C, or "Terminate" in the UI) while it
     waits for them, the days in flight stop before their next request, the days not started
-    never start, the fetch folders of the days already pulled are removed and the first error
-    is raised: nothing of a failed pull reaches the warehouse, and the run stops in about a
-    request's time, not once the days in flight are whole (minutes, for big days).
+    never start, the fetch folders of the days already pulled are removed and the first
+    error is raised (the first in time: the days stopped by it raise `PullStopped` after).
+    Nothing of a failed pull reaches the warehouse, and the run stops in about a request's
+    time, not once the days in flight are whole (minutes, for big days).
     """
     clients = [make_client() for _ in days]
     error: BaseException | None = None
@@ -103,10 +104,10 @@ def pull_days(
             pool.submit(pull_day, client, landing, day, selectors)
             for client, day in zip(clients, days, strict=True)
         ]
-        for future in futures:
-            try:
+        try:
+            for future in as_completed(futures):
                 pulled = future.result()
-                if log and error is None:
+                if log:
                     log.info(
                         "pulled %s: %d pages, %d items, %d retries in %.1f s",
                         pulled.day,
@@ -115,12 +116,12 @@ def pull_days(
                         pulled.retries,
                         pulled.seconds,
                     )
-            except BaseException as exc:
-                error = error or exc
-                for client in clients:
-                    client.stop()
-                for pending in futures:
-                    pending.cancel()
+        except BaseException as exc:
+            error = exc
+            for client in clients:
+                client.stop()
+            for pending in futures:
+                pending.cancel()
     pulled_whole = [f.result() for f in futures if not f.cancelled() and f.exception() is None]
     if error is not None:
         for pulled in pulled_whole:
