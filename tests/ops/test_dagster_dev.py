@@ -62,6 +62,10 @@ RUN_STATUS = """
 query Status($id: ID!) {
   runOrError(runId: $id) { ... on Run { id status startTime endTime } }
 }"""
+TERMINATE = """
+mutation Terminate($id: String!) {
+  terminateRun(runId: $id) { __typename }
+}"""
 
 
 CHECK_STATUSES = """
@@ -657,17 +661,11 @@ def test_make_ui_starts_the_simulator_again_where_runs_reach_it_or_stops_saying_
     _check_port_free("127.0.0.1", int(url.rsplit(":", 1)[1]))
 
 
-TERMINATE = """
-mutation Terminate($id: String!) {
-  terminateRun(runId: $id) { __typename }
-}"""
-
-
 @pytest.mark.timeout(600)
 def test_terminate_in_the_ui_stops_a_pull_in_flight_and_leaves_nothing(tmp_path):
-    """ "Terminate" on a run that is pulling: the days in flight stop before their next
-    request, so the run is canceled within seconds (it took 162 s here, waiting for every
-    page of the day, with pages of 5 items) and its landed pages are removed."""
+    """The UI's "Terminate" on a run that is pulling: the days in flight stop before their
+    next request, so the run is canceled within seconds (it took 162 s here, waiting for
+    every page of the day, with pages of 5 items) and its landed pages are removed."""
     args = ["--seed", "7", "--sims", "500", "--groups", "3", "--events-per-sim-day", "20"]
     args += ["--now", "2026-11-20T12:00:00+05:00"]
     with dagster_dev_stack(
@@ -679,12 +677,9 @@ def test_terminate_in_the_ui_stops_a_pull_in_flight_and_leaves_nothing(tmp_path)
         while not list(landing.glob("day=*/fetch=*/*.tmp")):
             assert time.monotonic() < deadline, graphql(url, RUN_STATUS, id=run_id)
             time.sleep(0.05)
-        asked = time.monotonic()
         terminated = graphql(url, TERMINATE, id=run_id)["terminateRun"]
         assert terminated["__typename"] == "TerminateRunSuccess", terminated
         run = wait_for_run(url, run_id, timeout_s=60)
-        waited = time.monotonic() - asked
         assert run["status"] == "CANCELED", run
-        assert waited < 60, waited
         assert not list(landing.glob("day=*/fetch=*")), "the pull's pages removed"
         assert not warehouse.exists(), "the run's first write comes after its pull"
