@@ -7,6 +7,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -308,6 +309,18 @@ def make_pipeline(start_simulator, tmp_path):
         return Pipeline(sim or start_simulator(**kw), tmp_path / f"p{count}", groups, **api)
 
     return make
+
+
+def wait_until_a_page_lands(data_dir: Path, ended: Callable[[], str | None]) -> None:
+    """Until a pull is writing its first landing file: a stop sent then lands inside the
+    pull. `ended` says why the run ended before that (the test then fails with it), or
+    None while it goes on."""
+    deadline = time.monotonic() + 300
+    while not list((data_dir / "landing").glob("call_sms/day=*/fetch=*/*.tmp")):
+        why = ended()
+        assert why is None, why
+        assert time.monotonic() < deadline, "no page landed"
+        time.sleep(0.05)
 
 
 @contextmanager

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from decimal import Decimal
 from itertools import takewhile
@@ -27,7 +26,7 @@ from nova_pipeline.settings import Settings, parse_groups
 from nova_pipeline.simulator import FleetSpec
 from nova_pipeline.simulator.process import simulator_process
 from nova_pipeline.ui import project_home
-from tests.conftest import served_items, warehouse_held
+from tests.conftest import served_items, wait_until_a_page_lands, warehouse_held
 
 SIMULATOR_SYNC = f"{FleetSpec.sync_hour:02d}:00"
 """The simulator's daily sync: the days' items change when it runs."""
@@ -206,11 +205,10 @@ def test_ctrl_c_stops_the_demo_saying_where_with_no_traceback_and_nothing_left_r
             [sys.executable, "-m", "nova_pipeline.demo"], env=env, stdout=out, stderr=err
         )
     try:
-        deadline = time.monotonic() + 300
-        while not list(landing.glob("call_sms/day=*/fetch=*/*.tmp")):
-            assert demo.poll() is None, (tmp_path / "err").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no page landed"
-            time.sleep(0.05)
+        wait_until_a_page_lands(
+            tmp_path / "data",
+            lambda: None if demo.poll() is None else (tmp_path / "err").read_text()[-3000:],
+        )
         demo.send_signal(how)
         demo.wait(timeout=300)
     finally:

@@ -40,6 +40,7 @@ from tests.conftest import (
     independent_costs,
     index_page,
     served_items,
+    wait_until_a_page_lands,
     warehouse_held,
 )
 
@@ -672,14 +673,16 @@ def test_terminate_in_the_ui_stops_a_pull_in_flight_and_leaves_nothing(tmp_path)
         tmp_path, args, NOVA_GROUPS="1=Trackers,2=Vans,3=Meters", NOVA_PAGE_SIZE="5"
     ) as (url, _, warehouse):
         run_id = launch_day_run(url, dt.date(2026, 11, 18))
-        landing = tmp_path / "data" / "landing" / "call_sms"
-        deadline = time.monotonic() + 300
-        while not list(landing.glob("day=*/fetch=*/*.tmp")):
-            assert time.monotonic() < deadline, graphql(url, RUN_STATUS, id=run_id)
-            time.sleep(0.05)
+
+        def ended() -> str | None:
+            run = graphql(url, RUN_STATUS, id=run_id)["runOrError"]
+            return str(run) if run["status"] in FINISHED_RUN else None
+
+        wait_until_a_page_lands(tmp_path / "data", ended)
         terminated = graphql(url, TERMINATE, id=run_id)["terminateRun"]
         assert terminated["__typename"] == "TerminateRunSuccess", terminated
         run = wait_for_run(url, run_id, timeout_s=60)
         assert run["status"] == "CANCELED", run
+        landing = tmp_path / "data" / "landing" / "call_sms"
         assert not list(landing.glob("day=*/fetch=*")), "the pull's pages removed"
         assert not warehouse.exists(), "the run's first write comes after its pull"
