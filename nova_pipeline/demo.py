@@ -26,10 +26,11 @@ SIMULATOR_ARGS = ("--groups", "6", "--sims", "500")
 """The simulated fleet of `make demo` and `make ui`: 500 SIMs in the six groups named above."""
 
 
-def _print_table(title: str, headers: list[str], rows: list[tuple], right: set[str]) -> None:
+def print_table(title: str, headers: list[str], rows: list[tuple], right: set[str]) -> None:
     """Columns named in `right` (counts, euro, ids) are right-aligned; text and codes
-    made of digits, such as an ICCID, stay left-aligned."""
-    cells = [headers, *[[("" if v is None else str(v)) for v in row] for row in rows]]
+    made of digits, such as an ICCID, stay left-aligned. A value the API left out (a SIM
+    with no name) prints as "-", apart from a name that is empty."""
+    cells = [headers, *[[("-" if v is None else str(v)) for v in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     print(f"\n{title}")
     for n, row in enumerate(cells):
@@ -226,16 +227,16 @@ def main() -> int:
             groups = con.execute(GROUP_TOTALS_SQL, [first, last]).fetchall()
             events, total = con.execute(ACCOUNT_TOTALS_SQL, [first, last]).fetchone()
             top = con.execute(TOP_SIMS_SQL, [first, last]).fetchall()
-    _print_table(
+    print_table(
         f"Cost per group, {first}..{last} (euro)",
         ["group", "name", "active SIMs (max/day)", "events", "cost €"],
-        [(g if g is not None else "-", n, a, f"{e:,}", f"{c:,.2f}") for g, n, a, e, c in groups]
+        [(g, n, a, f"{e:,}", f"{c:,.2f}") for g, n, a, e, c in groups]
         + [("", "total", "", f"{events:,}", f"{total:,.2f}")],
         right={"group", "active SIMs (max/day)", "events", "cost €"},
     )
     if note := totals_note([row[4] for row in groups], total):
         print(note)
-    _print_table(
+    print_table(
         f"Top 10 SIMs by cost, {first}..{last} (euro)",
         ["sim_id", "name", "iccid", "events", "cost €"],
         [(*row[:3], f"{row[3]:,}", f"{row[4]:,.2f}") for row in top],

@@ -21,7 +21,14 @@ import pytest
 
 from nova_pipeline.checks import ASSET_CHECKS
 from nova_pipeline.clock import latest_complete_day
-from nova_pipeline.demo import DAYS, DEMO_GROUPS, IN_TWO_GROUPS, SIMULATOR_ARGS, totals_note
+from nova_pipeline.demo import (
+    DAYS,
+    DEMO_GROUPS,
+    IN_TWO_GROUPS,
+    SIMULATOR_ARGS,
+    print_table,
+    totals_note,
+)
 from nova_pipeline.settings import Settings, parse_groups
 from nova_pipeline.simulator import FleetSpec
 from nova_pipeline.simulator.process import simulator_process
@@ -85,6 +92,7 @@ def test_demo_prints_each_groups_cost_and_the_top_sims_as_the_api_serves_them(tm
         str(g): [name, 0, 0, Decimal(0)] for g, name in [*groups.items(), ("-", "ungrouped")]
     }
     per_sim: dict[int, list] = defaultdict(lambda: [0, Decimal(0)])
+    names: dict[int, str | None] = {}
     total = Decimal(0)
     with simulator_process([*SIMULATOR_ARGS, "--now", started.isoformat()]) as api_url:
         for n in range(DAYS):
@@ -103,6 +111,7 @@ def test_demo_prints_each_groups_cost_and_the_top_sims_as_the_api_serves_them(tm
                 expected[group][3] += cost
                 per_sim[item["id"]][0] += 1
                 per_sim[item["id"]][1] += cost
+                names[item["id"]] = item["name"]
                 total += cost
             for group, sims in active.items():
                 expected[group][1] = max(expected[group][1], len(sims))
@@ -125,8 +134,13 @@ def test_demo_prints_each_groups_cost_and_the_top_sims_as_the_api_serves_them(tm
     assert IN_TWO_GROUPS not in demo.stdout
 
     top = sorted(per_sim.items(), key=lambda kv: (-kv[1][1], kv[0]))[:10]
-    printed_top = [(int(r[0]), r[-2], r[-1]) for r in table(demo.stdout, "Top 10 SIMs")]
-    assert printed_top == [(sim, f"{n:,}", f"{cost:,.2f}") for sim, (n, cost) in top]
+    printed_top = [
+        (int(r[0]), " ".join(r[1:-3]), r[-2], r[-1]) for r in table(demo.stdout, "Top 10 SIMs")
+    ]
+    assert printed_top == [
+        (sim, "-" if names[sim] is None else names[sim], f"{n:,}", f"{cost:,.2f}")
+        for sim, (n, cost) in top
+    ]
     header, _, *lines = demo.stdout[demo.stdout.index("Top 10 SIMs") :].splitlines()[1:13]
     for line, row in zip(lines, table(demo.stdout, "Top 10 SIMs"), strict=True):
         assert line.index(row[-3]) == header.index("iccid"), "an ICCID is a code: left-aligned"
@@ -155,6 +169,22 @@ def test_the_group_table_says_why_its_rows_do_not_add_up_to_its_total():
         "their exact amounts to 0.02)"
     )
     assert totals_note([Decimal("1.50"), Decimal("1.50")], Decimal("2.00")) == IN_TWO_GROUPS
+
+
+def test_a_sim_the_api_names_null_shows_a_dash_and_one_named_empty_shows_nothing(capsys):
+    print_table(
+        "Top SIMs",
+        ["sim_id", "name", "cost €"],
+        [(7, None, "1.00"), (12, "", "0.50"), (3, "Van 3", "0.25")],
+        right={"sim_id", "cost €"},
+    )
+    assert capsys.readouterr().out.splitlines()[2:] == [
+        "sim_id  name   cost €",
+        "------  -----  ------",
+        "     7  -        1.00",
+        "    12           0.50",
+        "     3  Van 3    0.25",
+    ]
 
 
 def test_demo_says_at_once_which_process_holds_the_warehouse_and_runs_nothing(tmp_path):
