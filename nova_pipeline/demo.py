@@ -13,6 +13,8 @@ import os
 import signal
 import sys
 import time
+import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -155,12 +157,46 @@ def quiet_interrupted_closes() -> None:
     pool.propagate = False
 
 
-def main() -> int:
-    from nova_pipeline.simulator.process import simulator_process
+NOT_STARTED = "interrupted before the run started; nothing was written"
+ENDED = "interrupted after the run ended; `make ui` shows it"
 
+
+@dataclass
+class Stage:
+    """What Ctrl-C says when it lands outside the run's steps (the simulator starting,
+    Dagster loading, the tables being read), where Dagster does not turn it into a failed
+    run (`run_failure`): Python's traceback said nothing a user needs."""
+
+    interrupted: str = NOT_STARTED
+
+
+def interrupted_run(instance: dg.DagsterInstance, run_id: str) -> str:
+    """Ctrl-C can get out of `execute_in_process` only before its first step or after its
+    last one. A run recorded but not begun is marked failed, not left "not started" in
+    `make ui` for good; one that ended stands."""
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        return NOT_STARTED
+    if not run.is_finished:
+        instance.report_run_failed(run, "interrupted (Ctrl-C) before its first step")
+        return NOT_STARTED
+    return ENDED
+
+
+def main() -> int:
     if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
         signal.signal(signal.SIGHUP, _hung_up)
     quiet_interrupted_closes()
+    stage = Stage()
+    try:
+        return run_demo(stage)
+    except KeyboardInterrupt:
+        print(stage.interrupted, file=sys.stderr)
+        return 130
+
+
+def run_demo(stage: Stage) -> int:
+    from nova_pipeline.simulator.process import simulator_process
 
     started = time.monotonic()
     with simulator_process(SIMULATOR_ARGS) as api_url:
@@ -192,20 +228,27 @@ def main() -> int:
             f"({settings.timezone} days) into {settings.duckdb_path}",
             flush=True,
         )
+        run_id = str(uuid.uuid4())
         with dg.DagsterInstance.get() as instance:
-            result = defs.resolve_job_def("call_sms_job").execute_in_process(
-                instance=instance,
-                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-                tags={
-                    "dagster/asset_partition_range_start": first.isoformat(),
-                    "dagster/asset_partition_range_end": last.isoformat(),
-                    # Run here, not in a code location: `make ui`'s daemon could not
-                    # re-execute it, and said so on the run once the stranded_runs sensor
-                    # failed it (the demo killed). `make demo` again does that.
-                    "dagster/max_retries": "0",
-                },
-                raise_on_error=False,
-            )
+            try:
+                result = defs.resolve_job_def("call_sms_job").execute_in_process(
+                    instance=instance,
+                    run_id=run_id,
+                    run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+                    tags={
+                        "dagster/asset_partition_range_start": first.isoformat(),
+                        "dagster/asset_partition_range_end": last.isoformat(),
+                        # Run here, not in a code location: `make ui`'s daemon could not
+                        # re-execute it, and said so on the run once the stranded_runs
+                        # sensor failed it (the demo killed). `make demo` again does that.
+                        "dagster/max_retries": "0",
+                    },
+                    raise_on_error=False,
+                )
+            except KeyboardInterrupt:
+                stage.interrupted = interrupted_run(instance, run_id)
+                raise
+        stage.interrupted = ENDED
         if result.get_asset_check_evaluations():
             print(checks_summary(result))
         for line in failed_checks(result):

@@ -311,6 +311,14 @@ def make_pipeline(start_simulator, tmp_path):
     return make
 
 
+def running(pid: int) -> bool:
+    """The process `pid` exists and has not ended (a zombie has ended, not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def wait_until_a_page_lands(data_dir: Path, ended: Callable[[], str | None]) -> None:
     """Until a pull is writing its first landing file: a stop sent then lands inside the
     pull. `ended` says why the run ended before that (the test then fails with it), or

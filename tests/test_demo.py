@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from decimal import Decimal
 from itertools import takewhile
@@ -24,8 +25,11 @@ from nova_pipeline.clock import latest_complete_day
 from nova_pipeline.demo import (
     DAYS,
     DEMO_GROUPS,
+    ENDED,
     IN_TWO_GROUPS,
+    NOT_STARTED,
     SIMULATOR_ARGS,
+    interrupted_run,
     print_table,
     totals_note,
 )
@@ -33,7 +37,7 @@ from nova_pipeline.settings import Settings, parse_groups
 from nova_pipeline.simulator import FleetSpec
 from nova_pipeline.simulator.process import simulator_process
 from nova_pipeline.ui import project_home
-from tests.conftest import served_items, wait_until_a_page_lands, warehouse_held
+from tests.conftest import running, served_items, wait_until_a_page_lands, warehouse_held
 
 SIMULATOR_SYNC = f"{FleetSpec.sync_hour:02d}:00"
 """The simulator's daily sync: the days' items change when it runs."""
@@ -256,6 +260,103 @@ def test_ctrl_c_stops_the_demo_saying_where_with_no_traceback_and_nothing_left_r
     api_url = re.search(r"simulator at (\S+);", stdout).group(1)
     with pytest.raises(httpx.ConnectError):
         httpx.get(api_url, timeout=5)
+
+
+def waiting_for_the_simulator(demo: int) -> int | None:
+    """The simulator's pid once the demo waits for it to answer: it runs the simulator's
+    code, and the demo sleeps between two polls, done with the imports its first poll made.
+    A signal landing in an import can be lost to Python (raised in a weakref callback, it is
+    printed as ignored) or end the process by SIGINT after it was handled (raised in an
+    `exec` of a string, as dataclasses make their methods): neither is the demo's doing."""
+    with open(f"/proc/{demo}/task/{demo}/children") as listed:
+        for child in listed.read().split():
+            with open(f"/proc/{child}/cmdline", "rb") as cmdline:
+                if b"nova_pipeline.simulator" not in cmdline.read():
+                    continue
+            if "nanosleep" in Path(f"/proc/{demo}/wchan").read_text():
+                return int(child)
+    return None
+
+
+def test_ctrl_c_in_a_terminal_as_the_demo_starts_says_so_in_one_line_and_leaves_nothing(
+    tmp_path,
+):
+    """Ctrl-C while the simulator starts, before any run, as a terminal sends it: to the
+    demo's whole process group. It printed Python's traceback and ended by the signal."""
+    env = demo_env(tmp_path)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "nova_pipeline.demo"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (simulator := waiting_for_the_simulator(demo.pid)):
+            assert demo.poll() is None and time.monotonic() < deadline, "no simulator started"
+            time.sleep(0.01)
+        os.killpg(demo.pid, signal.SIGINT)
+        stdout, stderr = demo.communicate(timeout=60)
+    finally:
+        demo.kill()
+    assert demo.returncode == 130, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == NOT_STARTED
+    assert "Traceback" not in stderr and "simulator at" not in stdout
+    assert recorded_runs(env["DAGSTER_HOME"]) == []
+    assert not (tmp_path / "data" / "nova.duckdb").exists()
+    deadline = time.monotonic() + 30
+    while running(simulator) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(simulator), "the simulator was left running"
+
+
+def test_a_terminals_ctrl_c_leaves_the_simulator_to_the_process_that_started_it():
+    """The simulator of `make demo` and `make ui` ends when they stop it, not on the Ctrl-C
+    sent to their process group: ended by it first, it left a run that Dagster had not yet
+    seen interrupted failing on refused connections after its retries."""
+    script = (
+        "import os, signal, time, httpx\n"
+        "from nova_pipeline.simulator.process import simulator_child\n"
+        "with simulator_child(['--sims', '10']) as child:\n"
+        "    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "    os.killpg(0, signal.SIGINT)\n"
+        "    time.sleep(1)\n"
+        "    health = httpx.get(child.base + '/_simulator/health', timeout=5)\n"
+        "    print(child.ended(), health.status_code)\n"
+        "print(child.ended() is not None)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,  # its own process group, as a terminal's job has
+    )
+    assert run.stdout.split() == ["None", "200", "True"], run.stderr[-3000:]
+
+
+def test_an_interrupt_out_of_the_run_fails_a_run_recorded_but_not_begun(tmp_path):
+    """Ctrl-C gets out of `execute_in_process` only before its first step (while Dagster
+    records the run and its planned materializations) or after its last; a run left
+    "not started" would stay so in `make ui` for good."""
+
+    @dg.asset
+    def one() -> int:
+        return 1
+
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        job = dg.Definitions(assets=[one]).resolve_implicit_global_asset_job_def()
+        recorded = instance.create_run_for_job(job_def=job)
+        assert interrupted_run(instance, recorded.run_id) == NOT_STARTED
+        assert instance.get_run_by_id(recorded.run_id).status == dg.DagsterRunStatus.FAILURE
+
+        finished = dg.materialize([one], instance=instance)
+        assert interrupted_run(instance, finished.run_id) == ENDED
+        assert instance.get_run_by_id(finished.run_id).status == dg.DagsterRunStatus.SUCCESS
+
+        assert interrupted_run(instance, "b8a5c4a4-0000-4000-8000-000000000000") == NOT_STARTED
 
 
 def test_only_an_interrupt_while_a_connection_closes_is_kept_off_stderr():

@@ -81,6 +81,10 @@ class SimulatorChild:
             [sys.executable, "-m", "nova_pipeline.simulator", "--port", str(self.port), *self.args],
             stdout=subprocess.DEVNULL,
             preexec_fn=functools.partial(end_with_parent, os.getpid()),
+            # Out of the terminal's process group, which its Ctrl-C reaches whole: stopped
+            # by what started it, once done with it. Ended by the Ctrl-C at once, it left a
+            # run Dagster had yet to see interrupted failing on refused connections.
+            start_new_session=True,
         )
         try:
             wait_until_ready(

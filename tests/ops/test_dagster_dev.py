@@ -39,6 +39,7 @@ from tests.conftest import (
     dagster_dev_stack,
     independent_costs,
     index_page,
+    running,
     served_items,
     wait_until_a_page_lands,
     warehouse_held,
@@ -504,13 +505,6 @@ def descendants(pid: int) -> dict[int, str]:
         found[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         found |= descendants(child)
     return found
-
-
-def running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def assert_all_end(started: dict[int, str], after: str) -> None:
