@@ -76,6 +76,10 @@ def checks_summary(result: dg.ExecuteInProcessResult) -> str:
     )
 
 
+QUERY_INTERRUPTED = "RuntimeError: Query interrupted"
+"""What DuckDB raises when an interrupt lands in a query, in place of Dagster's error."""
+
+
 def run_failure(result: dg.ExecuteInProcessResult) -> tuple[str, int]:
     """What stopped the run, in one line, and the exit code: the step and the first line of
     its error (the rest is in the run's log), or that Ctrl-C interrupted it. A step's
@@ -91,7 +95,10 @@ def run_failure(result: dg.ExecuteInProcessResult) -> tuple[str, int]:
     while error and error.cause and error.cls_name == "DagsterExecutionStepExecutionError":
         error = error.cause
     log = "`make ui` shows the run's log"
-    if error and error.cls_name == "DagsterExecutionInterruptedError":
+    if error and (
+        error.cls_name == "DagsterExecutionInterruptedError"
+        or error.message.strip() == QUERY_INTERRUPTED
+    ):
         return f"interrupted{where}; {log}", 130
     what = f": {error.message.strip().splitlines()[0]}" if error else ""
     return f"the run failed{where}{what}\n{log}", 1

@@ -312,6 +312,36 @@ def test_ctrl_c_in_a_terminal_as_the_demo_starts_says_so_in_one_line_and_leaves_
     assert not running(simulator), "the simulator was left running"
 
 
+def test_ctrl_c_in_a_steps_duckdb_query_is_said_as_an_interrupt():
+    """DuckDB answers an interrupt that lands in a query (a step's write, most of the demo's
+    run after the pull) with an error of its own in place of Dagster's: the demo said the
+    run failed, "RuntimeError: Query interrupted", exit 1. Dagster in a child process: the
+    signal is sent to that process."""
+    script = (
+        "import os, signal, threading\n"
+        "import dagster as dg, duckdb\n"
+        "from nova_pipeline.demo import run_failure\n"
+        "@dg.op\n"
+        "def write():\n"
+        "    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+        "    duckdb.connect().sql('SELECT count(*) FROM range(10000000000) t(i) WHERE i % 7 = 3')"
+        ".fetchall()\n"
+        "@dg.job\n"
+        "def job():\n"
+        "    write()\n"
+        "with dg.instance_for_test() as instance:\n"
+        "    result = job.execute_in_process(instance=instance, raise_on_error=False)\n"
+        "print(repr(run_failure(result)))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1] == repr(
+        ("interrupted at write, which wrote nothing; `make ui` shows the run's log", 130)
+    )
+
+
 def test_a_terminals_ctrl_c_leaves_the_simulator_to_the_process_that_started_it():
     """The simulator of `make demo` and `make ui` ends when they stop it, not on the Ctrl-C
     sent to their process group: ended by it first, it left a run that Dagster had not yet
