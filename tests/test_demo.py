@@ -295,7 +295,8 @@ def test_ctrl_c_in_a_terminal_as_the_demo_starts_says_so_in_one_line_and_leaves_
     try:
         deadline = time.monotonic() + 60
         while not (simulator := waiting_for_the_simulator(demo.pid)):
-            assert demo.poll() is None and time.monotonic() < deadline, "no simulator started"
+            assert demo.poll() is None, demo.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "the demo never waited for its simulator"
             time.sleep(0.01)
         os.killpg(demo.pid, signal.SIGINT)
         stdout, stderr = demo.communicate(timeout=60)
