@@ -311,6 +311,15 @@ def make_pipeline(start_simulator, tmp_path):
     return make
 
 
+def descendants(pid: int) -> dict[int, str]:
+    """The processes `pid` started, and theirs, with their command lines."""
+    found = {}
+    for child in map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split()):
+        found[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        found |= descendants(child)
+    return found
+
+
 def running(pid: int) -> bool:
     """The process `pid` exists and has not ended (a zombie has ended, not yet reaped)."""
     try:

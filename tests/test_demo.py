@@ -37,7 +37,13 @@ from nova_pipeline.settings import Settings, parse_groups
 from nova_pipeline.simulator import FleetSpec
 from nova_pipeline.simulator.process import simulator_process
 from nova_pipeline.ui import project_home
-from tests.conftest import running, served_items, wait_until_a_page_lands, warehouse_held
+from tests.conftest import (
+    descendants,
+    running,
+    served_items,
+    wait_until_a_page_lands,
+    warehouse_held,
+)
 
 SIMULATOR_SYNC = f"{FleetSpec.sync_hour:02d}:00"
 """The simulator's daily sync: the days' items change when it runs."""
@@ -268,14 +274,10 @@ def waiting_for_the_simulator(demo: int) -> int | None:
     A signal landing in an import can be lost to Python (raised in a weakref callback, it is
     printed as ignored) or end the process by SIGINT after it was handled (raised in an
     `exec` of a string, as dataclasses make their methods): neither is the demo's doing."""
-    with open(f"/proc/{demo}/task/{demo}/children") as listed:
-        for child in listed.read().split():
-            with open(f"/proc/{child}/cmdline", "rb") as cmdline:
-                if b"nova_pipeline.simulator" not in cmdline.read():
-                    continue
-            if "nanosleep" in Path(f"/proc/{demo}/wchan").read_text():
-                return int(child)
-    return None
+    if "nanosleep" not in Path(f"/proc/{demo}/wchan").read_text():
+        return None
+    simulators = [pid for pid, cmd in descendants(demo).items() if "nova_pipeline.simulator" in cmd]
+    return simulators[0] if simulators else None
 
 
 def test_ctrl_c_in_a_terminal_as_the_demo_starts_says_so_in_one_line_and_leaves_nothing(

@@ -37,6 +37,7 @@ from nova_pipeline.ui import (
 from nova_pipeline.warehouse import TABLES, ensure_schema
 from tests.conftest import (
     dagster_dev_stack,
+    descendants,
     independent_costs,
     index_page,
     running,
@@ -496,15 +497,6 @@ def test_a_second_make_ui_on_the_same_instance_or_port_is_refused_at_once(tmp_pa
     assert "multiple daemon processes" not in log.read_text(), log.read_text()[-3000:]
     with open(home / ".nova_ui.lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released with the process
-
-
-def descendants(pid: int) -> dict[int, str]:
-    """The processes `pid` started, and theirs, with their command lines."""
-    found = {}
-    for child in map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split()):
-        found[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        found |= descendants(child)
-    return found
 
 
 def assert_all_end(started: dict[int, str], after: str) -> None:
