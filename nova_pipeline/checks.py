@@ -40,6 +40,12 @@ WARN_SHARE = 0.5
 stored days among the 14 before it (at least 3 of them): WARN below half of it or above
 twice it. With less history only a day with no event is flagged: every day empty is how a
 wrong account or date filter shows."""
+PRICE_PRECISION = 0.1
+"""An average cost of an event (a day's, or that of one type on a day) is judged only when
+its standard error is at most this share of it: half or twice the usual is then 5 standard
+errors away or more, not chance. A fixed price is judged at any volume; the spread of calls'
+costs in the simulator needs about 125 calls a day, its incoming SMS, one in twenty
+charged, about 2,000."""
 ALL_DAYS = (dt.date(1970, 1, 1), dt.date(9999, 12, 31))
 Report = Iterator[dg.AssetCheckEvaluation | dg.Output]
 
@@ -334,39 +340,70 @@ def _unusual_days(
     few: str,
     problem: str,
     hint: str,
+    judged_if: str = "true",
+    by_type: bool = False,
 ) -> Finding:
     """A WARN on the days whose `figure` (its column's name, and an aggregate of a day's
     events) is outside the band around the median of the stored days among the
     HISTORY_DAYS before each, or, with less history, for which `few` holds. A day with no
-    event has `of_no_event` as its figure and stays out of later days' medians."""
+    event has `of_no_event` as its figure and stays out of later days' medians. Only the
+    figures whose events meet `judged_if` (a condition on their aggregates) are judged and
+    make the medians.
+
+    `by_type` judges each type's figure too, against that type's own days, in a row of its
+    own after the day's row for all types."""
     judged = _days_judged(con, days)
     failing: list[tuple] = []
+    each_type = (
+        f"""UNION ALL
+                SELECT day, type, {figure[1]} FROM call_sms_events
+                WHERE day BETWEEN $first - {HISTORY_DAYS} AND $last GROUP BY day, type
+                HAVING {judged_if}"""
+        if by_type
+        else ""
+    )
     if judged:
         failing = con.execute(
             f"""
             WITH figures AS (
-                SELECT day, {figure[1]} AS figure FROM call_sms_events
-                WHERE day BETWEEN $first - {HISTORY_DAYS} AND $last GROUP BY day),
+                SELECT day, NULL AS type, {figure[1]} AS figure FROM call_sms_events
+                WHERE day BETWEEN $first - {HISTORY_DAYS} AND $last GROUP BY day
+                HAVING {judged_if}
+                {each_type}),
+            targets AS (
+                SELECT day, NULL AS type FROM unnest($days) AS d(day)
+                UNION ALL
+                SELECT day, type FROM figures
+                WHERE type IS NOT NULL AND list_contains($days, day)),
             judged AS (
-                SELECT d.day, coalesce(c.figure, {of_no_event}) AS figure, count(h.day) AS history,
-                       median(h.figure) AS usual
-                FROM unnest($days) AS d(day)
-                LEFT JOIN figures c ON c.day = d.day
-                LEFT JOIN figures h ON h.day BETWEEN d.day - {HISTORY_DAYS} AND d.day - 1
-                GROUP BY d.day, c.figure)
-            SELECT day, figure, coalesce(usual::VARCHAR, '-'), history,
-                   coalesce(round(figure / usual, 2)::VARCHAR, '-')
+                SELECT t.day, t.type, coalesce(c.figure, {of_no_event}) AS figure,
+                       count(h.day) AS history, round(median(h.figure), 6) AS usual
+                FROM targets t
+                LEFT JOIN figures c ON c.day = t.day AND c.type IS NOT DISTINCT FROM t.type
+                LEFT JOIN figures h ON h.type IS NOT DISTINCT FROM t.type
+                                   AND h.day BETWEEN t.day - {HISTORY_DAYS} AND t.day - 1
+                GROUP BY t.day, t.type, c.figure)
+            SELECT day, {"coalesce(type, 'all'), " if by_type else ""}figure,
+                   coalesce(usual::VARCHAR, '-'), history,
+                   CASE WHEN usual <> 0 THEN round(figure / usual, 2)::VARCHAR ELSE '-' END
             FROM judged
             WHERE CASE WHEN history >= {MIN_HISTORY_DAYS}
                   THEN NOT figure BETWEEN usual * {WARN_SHARE} AND usual / {WARN_SHARE}
                   ELSE {few} END
-            ORDER BY day""",
+            ORDER BY day, type NULLS FIRST""",
             {"days": judged, "first": judged[0], "last": judged[-1]},
         ).fetchall()
     return Finding(
         days,
         failing,
-        ["day", figure[0], "median of the days before", "days compared", "ratio"],
+        [
+            "day",
+            *(["type"] if by_type else []),
+            figure[0],
+            "median of the days before",
+            "days compared",
+            "ratio",
+        ],
         problem,
         severity=dg.AssetCheckSeverity.WARN,
         hint=hint,
@@ -406,11 +443,15 @@ def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> Finding:
 
 @events_check(
     description=(
-        f"The average cost of an event is in the usual range: WARN when a day's is {BAND}). "
-        "How many events a day has is daily_volume_usual's to judge; this one shows a "
-        "change of price that every other check passes, the sums reconciling to the cent: "
-        "a new tariff, costs re-rated at the provider, or costs sent in another unit "
-        "(cents for euro: 100 times the usual)."
+        f"The average cost of an event is in the usual range: WARN when a day's is {BAND}), "
+        "over all its events and for each type alone, against that type's days: a new "
+        "price of SMS shows where calls carry most of the cost. An average is judged when "
+        "the day has events enough to know it within a tenth (its standard error), so "
+        "that a few dear calls on a quiet day are not taken for a new price. How many "
+        "events a day has is daily_volume_usual's to judge; this one shows a change of "
+        "price that every other check passes, the sums reconciling to the cent: a new "
+        "tariff, costs re-rated at the provider, or costs sent in another unit (cents for "
+        "euro: 100 times the usual)."
     ),
 )
 def cost_per_event_usual(con: DuckDBPyConnection, days: Days) -> Finding:
@@ -421,6 +462,8 @@ def cost_per_event_usual(con: DuckDBPyConnection, days: Days) -> Finding:
         of_no_event="NULL",
         few="false",
         problem="an unusual average cost of an event",
+        judged_if=f"stddev_samp(cost_eur) / sqrt(count(*)) <= {PRICE_PRECISION} * avg(cost_eur)",
+        by_type=True,
         hint=(
             "Compare a few of the day's events with the provider's tariff. A re-rating the "
             "provider has since corrected is picked up by re-running the day; a new tariff "
