@@ -120,7 +120,7 @@ def test_a_new_price_of_one_type_is_flagged_where_other_types_carry_the_cost(tmp
     # alone (its standard error is 31% of it), so a day with none charged is no alarm.
     sparse = [(190, "ussd", "0"), (10, "ussd", "0.01")]
     stored = {day: usual + sparse for day in d[:3]}
-    # Outgoing SMS at 0.10 instead of 0.04: the day's average moves from 0.1133 to 0.1333.
+    # Outgoing SMS at 0.10 instead of 0.04: the day's average only moves from 0.1063 to 0.1250.
     stored[d[3]] = [usual[0], (1000, "out_sms", "0.10"), usual[2], *sparse]
     # Incoming SMS charged where they were free (a ratio to 0 is "-"), and no USSD charged.
     stored[d[4]] = [usual[0], usual[1], (1000, "in_sms", "0.01"), (200, "ussd", "0")]
