@@ -14,11 +14,9 @@ from nova_pipeline.warehouse import ensure_schema
 from tests.conftest import check_evaluation, index_page, served_items, table_rows
 
 
-def average_cost(api_url: str, day: dt.date, event_type: str | None = None) -> float:
+def average_cost(api_url: str, day: dt.date, event_type: str) -> float:
     items = served_items(api_url, day)
-    return statistics.fmean(
-        item["session_cost"] for item in items if event_type in (None, item["type"])
-    )
+    return statistics.fmean(item["session_cost"] for item in items if item["type"] == event_type)
 
 
 def test_costs_sent_in_cents_are_flagged_and_clear_once_the_day_is_sent_in_euro(
@@ -42,11 +40,12 @@ def test_costs_sent_in_cents_are_flagged_and_clear_once_the_day_is_sent_in_euro(
     rows = table_rows(check.metadata["detail"].value)
     assert "all" not in [row[1] for row in rows] and "out_sms" in [row[1] for row in rows]
     for flagged, event_type, each, usual, compared, ratio in rows:
-        of_type = None if event_type == "all" else event_type
-        expected_usual = statistics.median(average_cost(euro.api_url, d, of_type) for d in history)
+        expected_usual = statistics.median(
+            average_cost(euro.api_url, d, event_type) for d in history
+        )
         assert (flagged, compared) == (day.isoformat(), "3")
         assert float(each) == pytest.approx(
-            100 * average_cost(euro.api_url, day, of_type), abs=1e-6
+            100 * average_cost(euro.api_url, day, event_type), abs=1e-6
         )
         assert float(usual) == pytest.approx(expected_usual, abs=1e-6)
         assert float(ratio) == pytest.approx(float(each) / expected_usual, abs=0.01)
