@@ -354,22 +354,15 @@ def _unusual_days(
     own after the day's row for all types."""
     judged = _days_judged(con, days)
     failing: list[tuple] = []
-    each_type = (
-        f"""UNION ALL
-                SELECT day, type, {figure[1]} FROM call_sms_events
-                WHERE day BETWEEN $first - {HISTORY_DAYS} AND $last GROUP BY day, type
-                HAVING {judged_if}"""
-        if by_type
-        else ""
-    )
+    # One scan for both: `type` is never NULL, so NULL is the grouping set of all types.
+    type_, groups = ("type", "GROUPING SETS ((day), (day, type))") if by_type else ("NULL", "day")
     if judged:
         failing = con.execute(
             f"""
             WITH figures AS (
-                SELECT day, NULL AS type, {figure[1]} AS figure FROM call_sms_events
-                WHERE day BETWEEN $first - {HISTORY_DAYS} AND $last GROUP BY day
-                HAVING {judged_if}
-                {each_type}),
+                SELECT day, {type_} AS type, {figure[1]} AS figure FROM call_sms_events
+                WHERE day BETWEEN $first - {HISTORY_DAYS} AND $last GROUP BY {groups}
+                HAVING {judged_if}),
             targets AS (
                 SELECT day, NULL AS type FROM unnest($days) AS d(day)
                 UNION ALL
