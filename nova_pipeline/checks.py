@@ -40,12 +40,16 @@ WARN_SHARE = 0.5
 stored days among the 14 before it (at least 3 of them): WARN below half of it or above
 twice it. With less history only a day with no event is flagged: every day empty is how a
 wrong account or date filter shows."""
-PRICE_PRECISION = 0.1
-"""An average cost of an event (a day's, or that of one type on a day) is judged only when
-its standard error is at most this share of it: half or twice the usual is then 5 standard
-errors away or more, not chance. A fixed price is judged at any volume; the spread of calls'
-costs in the simulator needs about 125 calls a day, its incoming SMS, one in twenty
-charged, about 2,000."""
+PRECISION = 0.1
+"""A figure is judged only when chance alone moves it by at most this share of it (its
+standard error): half or twice the usual is then 5 standard errors away or more. For an
+average cost of an event (a day's, or one type's on a day): a fixed price at any volume;
+the spread of calls' costs in the simulator needs about 125 calls a day, its incoming SMS,
+one in twenty charged, about 2,000. For a type's number of events: MIN_TYPE_EVENTS."""
+MIN_TYPE_EVENTS = round(PRECISION**-2)
+"""A count of n events varies by chance by about its square root, a tenth of it at 100:
+a type is judged alone once the median of its days before is at least this (the day's
+total is judged at any volume)."""
 ALL_DAYS = (dt.date(1970, 1, 1), dt.date(9999, 12, 31))
 Report = Iterator[dg.AssetCheckEvaluation | dg.Output]
 
@@ -342,6 +346,7 @@ def _unusual_days(
     hint: str,
     judged_if: str = "true",
     by_type: bool = False,
+    type_usual_at_least: int = 0,
 ) -> Finding:
     """A WARN on the days whose `figure` (its column's name, and an aggregate of a day's
     events) is outside the band around the median of the stored days among the
@@ -351,7 +356,11 @@ def _unusual_days(
     make the medians.
 
     `by_type` judges each type's figure too, against that type's own days, in a row of its
-    own after the day's row for all types."""
+    own after the day's row for all types: each type of a day with events, or of one of the
+    days before it, a type missing from the day having `of_no_event` as its figure. A
+    type's row is judged once its usual is at least `type_usual_at_least`, and only on
+    that band: too little history is for the day's row to judge. Where those days have one
+    type only, its row would repeat the day's and is left out."""
     judged = _days_judged(con, days)
     failing: list[tuple] = []
     # One scan for both: `type` is never NULL, so NULL is the grouping set of all types.
@@ -359,18 +368,22 @@ def _unusual_days(
     if judged:
         failing = con.execute(
             f"""
-            WITH figures AS (
-                SELECT day, {type_} AS type, {figure[1]} AS figure FROM call_sms_events
-                WHERE day BETWEEN $first - {HISTORY_DAYS} AND $last GROUP BY {groups}
-                HAVING {judged_if}),
+            WITH grouped AS (
+                SELECT day, {type_} AS type, {figure[1]} AS figure, {judged_if} AS judged
+                FROM call_sms_events
+                WHERE day BETWEEN $first - {HISTORY_DAYS} AND $last GROUP BY {groups}),
+            figures AS (SELECT day, type, figure FROM grouped WHERE judged),
             targets AS (
                 SELECT day, NULL AS type FROM unnest($days) AS d(day)
                 UNION ALL
-                SELECT day, type FROM figures
-                WHERE type IS NOT NULL AND list_contains($days, day)),
+                SELECT DISTINCT c.day, h.type FROM grouped c
+                JOIN figures h ON h.type IS NOT NULL
+                              AND h.day BETWEEN c.day - {HISTORY_DAYS} AND c.day
+                WHERE c.type IS NULL AND list_contains($days, c.day)),
             judged AS (
                 SELECT t.day, t.type, coalesce(c.figure, {of_no_event}) AS figure,
-                       count(h.day) AS history, round(median(h.figure), 6) AS usual
+                       count(h.day) AS history, round(median(h.figure), 6) AS usual,
+                       count(*) OVER (PARTITION BY t.day) AS rows_of_day
                 FROM targets t
                 LEFT JOIN figures c ON c.day = t.day AND c.type IS NOT DISTINCT FROM t.type
                 LEFT JOIN figures h ON h.type IS NOT DISTINCT FROM t.type
@@ -382,7 +395,8 @@ def _unusual_days(
             FROM judged
             WHERE CASE WHEN history >= {MIN_HISTORY_DAYS}
                   THEN NOT figure BETWEEN usual * {WARN_SHARE} AND usual / {WARN_SHARE}
-                  ELSE {few} END
+                       AND (type IS NULL OR usual >= {type_usual_at_least} AND rows_of_day > 2)
+                  ELSE type IS NULL AND {few} END
             ORDER BY day, type NULLS FIRST""",
             {"days": judged, "first": judged[0], "last": judged[-1]},
         ).fetchall()
@@ -413,8 +427,11 @@ BAND = (
 @events_check(
     description=(
         f"Events per day are in the usual range: WARN when a day has {BAND}; before that, "
-        "only a day with no event at all). A day with no events, or far fewer, was usually "
-        "pulled before the provider's daily sync had brought it in."
+        "only a day with no event at all), over all its events and for each type alone, "
+        f"against that type's days, once it has {MIN_TYPE_EVENTS} events on a usual day: "
+        "a type that stops arriving shows though the day's total stays in range. A day "
+        "with no events, or far fewer, was usually pulled before the provider's daily sync "
+        "had brought it in."
     ),
 )
 def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> Finding:
@@ -425,11 +442,14 @@ def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> Finding:
         of_no_event="0",
         few="figure = 0",
         problem="an unusual number of events",
+        by_type=True,
+        type_usual_at_least=MIN_TYPE_EVENTS,
         hint=(
             "A day pulled before the provider synced it is pulled again by the daily "
             "schedule (NOVA_LOOKBACK_DAYS), an empty yesterday within hours by the "
             "call_sms_late_sync sensor, and any day can be re-run now. A lasting change may "
-            "be the fleet itself, or the account or groups the token sees."
+            "be the fleet itself, or the account or groups the token sees; one type alone "
+            "missing or far off is more likely the provider's report than the fleet."
         ),
     )
 
@@ -455,7 +475,7 @@ def cost_per_event_usual(con: DuckDBPyConnection, days: Days) -> Finding:
         of_no_event="NULL",
         few="false",
         problem="an unusual average cost of an event",
-        judged_if=f"stddev_samp(cost_eur) / sqrt(count(*)) <= {PRICE_PRECISION} * avg(cost_eur)",
+        judged_if=f"stddev_samp(cost_eur) / sqrt(count(*)) <= {PRECISION} * avg(cost_eur)",
         by_type=True,
         hint=(
             "Compare a few of the day's events with the provider's tariff. A re-rating the "

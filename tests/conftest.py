@@ -21,6 +21,7 @@ import zstandard
 
 from nova_pipeline import ignore_chosen_warnings
 from nova_pipeline.simulator import FleetSpec, RunningSimulator, SimulatorConfig
+from nova_pipeline.warehouse import ensure_schema
 
 ALMATY = dt.timezone(dt.timedelta(hours=5))
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=ALMATY)
@@ -177,6 +178,22 @@ def index_page(con, day: dt.date, item_count: int) -> None:
         "VALUES (?, 'all', 0, 200, 1, ?, 1000, now(), '', 'all.ndjson.zst', 0)",
         [day, item_count],
     )
+
+
+def store_events(con, stored: dict[dt.date, list[tuple[int, str, str]]]) -> None:
+    """Each day's events, given as (how many, of which type, euro each)."""
+    ensure_schema(con)
+    sid = 0
+    for day, groups in stored.items():
+        for events, event_type, cost in groups:
+            con.execute(
+                "INSERT INTO call_sms_events (sid, occurred_at, day, type, cost_eur, sim_id, "
+                "out_of_window, source_page) "
+                "SELECT $sid + range, now(), $day, $type, $cost, 1, false, 0 "
+                "FROM range($events)",
+                {"sid": sid, "day": day, "type": event_type, "cost": cost, "events": events},
+            )
+            sid += events
 
 
 def run_logs(pipeline: Pipeline, result) -> list[str]:

@@ -12,7 +12,14 @@ import duckdb
 from nova_pipeline.checks import ALL_DAYS, ASSET_CHECKS, daily_volume_usual
 from nova_pipeline.demo import failed_checks
 from nova_pipeline.warehouse import ensure_schema
-from tests.conftest import NOW, check_evaluation, index_page, served_items, table_rows
+from tests.conftest import (
+    NOW,
+    check_evaluation,
+    index_page,
+    served_items,
+    store_events,
+    table_rows,
+)
 
 
 def evaluation(result):
@@ -33,8 +40,9 @@ def test_a_day_pulled_before_the_providers_sync_is_flagged_then_clears(make_pipe
     assert check.metadata["failing_days"].value == [unsynced.isoformat()]
     assert "NOVA_LOOKBACK_DAYS" in check.description
     counts = [len(served_items(pipeline.sim.api_url, day)) for day in history]
-    [(day, events, usual, compared, ratio)] = table_rows(check.metadata["detail"].value)
-    assert (day, events, compared, ratio) == (unsynced.isoformat(), "0", "4", "0.0")
+    # A day with no event is one row, of all types: each type's would say the same.
+    [(day, kind, events, usual, compared, ratio)] = table_rows(check.metadata["detail"].value)
+    assert (day, kind, events, compared, ratio) == (unsynced.isoformat(), "all", "0", "4", "0.0")
     assert float(usual) == statistics.median(counts)
     # The UI's "Execute all" judges every day pulled, the one that came back empty too:
     # each of its pulls left its closing empty page in the raw index.
@@ -104,6 +112,7 @@ def test_the_bands_the_history_window_and_the_days_judged(tmp_path):
 
         for n, (day, events) in enumerate(counts.items()):
             store(n, day, events)
+        # One type only: a row for it would repeat the day's, so none is shown.
         # d1 (1 day before it), d2 (2) are not judged; d3 is at half of the median 100,
         # d4 above twice it, d5 has no event, d6 compares with the 5 stored days before.
         week = daily_volume_usual(con, (d[0], d[6])).result()
@@ -122,10 +131,42 @@ def test_the_bands_the_history_window_and_the_days_judged(tmp_path):
     assert not week.passed and week.severity.value == "WARN"
     assert week.metadata["failing_days"].value == [str(d[4]), str(d[5])]
     assert table_rows(week.metadata["detail"].value) == [
-        [str(d[4]), "201", "100.0", "4", "2.01"],
-        [str(d[5]), "0", "100.0", "5", "0.0"],
+        [str(d[4]), "all", "201", "100.0", "4", "2.01"],
+        [str(d[5]), "all", "0", "100.0", "5", "0.0"],
     ]
     assert alone.passed
-    assert table_rows(empty_alone.metadata["detail"].value) == [[str(d[25]), "0", "-", "0", "-"]]
-    assert table_rows(edge.metadata["detail"].value) == [[str(d[17]), "10", "60.0", "3", "0.17"]]
+    assert table_rows(empty_alone.metadata["detail"].value) == [
+        [str(d[25]), "all", "0", "-", "0", "-"]
+    ]
+    assert table_rows(edge.metadata["detail"].value) == [
+        [str(d[17]), "all", "10", "60.0", "3", "0.17"]
+    ]
     assert pulled.metadata["failing_days"].value == [str(d[4])]
+
+
+def test_a_type_that_stops_arriving_is_flagged_though_the_days_total_is_usual(tmp_path):
+    d = [dt.date(2026, 10, 1) + dt.timedelta(days=n) for n in range(10)]
+    calls, received, sent = (300, "call", "0.3"), (300, "in_sms", "0"), (200, "out_sms", "0.04")
+    ussd = (50, "ussd", "0")  # too few a day for chance to be told from a change
+    stored = {day: [calls, received, sent, ussd] for day in d[:6]}
+    # No outgoing SMS on d2, with 2 days before it: too little history to judge a type by.
+    stored[d[2]] = [calls, received, ussd]
+    # No outgoing SMS, nor USSD: 650 events against the usual 850 (0.76), in range.
+    stored[d[6]] = [calls, received]
+    # More than twice the calls (700), fewer than half the incoming SMS (140): 1,090 in all.
+    stored[d[7]] = [(700, "call", "0.3"), (140, "in_sms", "0"), ussd]
+    # d8 has no event at all: a row for each type would say what the day's says.
+    stored[d[9]] = [calls, received, sent, ussd]
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        store_events(con, stored)
+        judged = daily_volume_usual(con, (d[0], d[9])).result()
+
+    assert not judged.passed and judged.severity.value == "WARN"
+    assert judged.metadata["failing_days"].value == [str(d[6]), str(d[7]), str(d[8])]
+    assert table_rows(judged.metadata["detail"].value) == [
+        [str(d[6]), "out_sms", "0", "200.0", "5", "0.0"],
+        [str(d[7]), "call", "700", "300.0", "7", "2.33"],
+        [str(d[7]), "in_sms", "140", "300.0", "7", "0.47"],
+        [str(d[7]), "out_sms", "0", "200.0", "5", "0.0"],
+        [str(d[8]), "all", "0", "850.0", "8", "0.0"],
+    ]
