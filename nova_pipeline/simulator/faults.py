@@ -4,8 +4,9 @@ Transport faults (429, 5xx, slow, disconnect, truncated body, a body labelled gz
 not compressed) depend on how many times the same request was already made, so a retry
 can succeed. Content faults (bad items, duplicates, a day that overlaps the one before,
 an ignored page number, schema drift, a body laid out over many lines, a name cut inside
-an emoji or not in UTF-8, declared or not, a byte order mark, costs sent in cents) depend
-only on the request, so every retry of a page sees the same content.
+an emoji or not in UTF-8, declared or not, a byte order mark, costs sent in cents, a group
+whose pull comes back empty) depend only on the request, so every retry of a page sees the
+same content.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ FAULTS = (
     "declared_windows_1251",
     "byte_order_mark",
     "cost_in_cents",
+    "empty_group",
 )
 DEFAULT_RATES = {
     "rate_limit": 0.1,
@@ -54,6 +56,7 @@ DEFAULT_RATES = {
     "declared_windows_1251": 0.05,
     "byte_order_mark": 1.0,
     "cost_in_cents": 1.0,
+    "empty_group": 1.0,
 }
 
 BAD_ITEM_KINDS = (

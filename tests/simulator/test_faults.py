@@ -142,3 +142,16 @@ def test_cost_in_cents_sends_every_cost_a_hundred_times_over_and_nothing_else(
     assert sum(e["session_cost"] > 0 for e in euro) > 100
     unpriced = [{**item, "session_cost": None} for item in cents]
     assert unpriced == [{**item, "session_cost": None} for item in euro]
+
+
+def test_empty_group_empties_group_pulls_and_nothing_else(start_simulator, simulator):
+    faulty = start_simulator(faults={"empty_group": 1.0})
+    grouped = all_items(simulator, "18-11-2026", select=("g_1",))
+    assert len(grouped) > 50
+    assert all_items(faulty, "18-11-2026", select=("g_1",)) == []
+    assert all_items(faulty, "18-11-2026", select=("g_1", "g_2")) == []
+    sim = f"s_{grouped[0]['id']}"
+    assert all_items(faulty, "18-11-2026", select=(sim,)) == all_items(
+        simulator, "18-11-2026", select=(sim,)
+    )
+    assert all_items(faulty, "18-11-2026") == all_items(simulator, "18-11-2026")
