@@ -36,6 +36,7 @@ DATA_CHECKS = {
     "sim_group_membership:group_sids_in_account_pull",
     "sim_daily_cost:sim_cost_reconciles",
     "group_daily_cost:group_cost_reconciles",
+    "group_daily_cost:group_volume_usual",
 }
 
 

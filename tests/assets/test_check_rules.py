@@ -115,7 +115,7 @@ def test_checks_run_with_no_partition_judge_every_stored_day_at_once(make_pipeli
         raise_on_error=False,
     )
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert len(evaluations) == 10 and {e.partition for e in evaluations.values()} == {None}
+    assert len(evaluations) == 11 and {e.partition for e in evaluations.values()} == {None}
     outside = evaluations.pop("out_of_window_share")
     assert not outside.passed and outside.severity.value == "WARN"
     assert outside.metadata["failing_days"].value == [DAY_BEFORE_KEY]
@@ -150,9 +150,10 @@ def test_a_day_with_a_sim_in_two_groups_is_reconciled_counting_it_in_each(make_p
     assert accounted == total + cost
     assert sum(row[4] for row in pipeline.sql(GROUP_TOTALS_SQL, DAY, DAY)) == accounted
     assert pipeline.sql(ACCOUNT_TOTALS_SQL, DAY, DAY)[0][1] == total, "the demo's total row"
-    evaluations = {e.partition: e for e in result.get_asset_check_evaluations()}
-    assert {e.check_name for e in evaluations.values()} == {"group_cost_reconciles"}
-    assert all(e.passed for e in evaluations.values())
+    checked = result.get_asset_check_evaluations()
+    assert {e.check_name for e in checked} == {"group_cost_reconciles", "group_volume_usual"}
+    assert all(e.passed for e in checked)
+    evaluations = {e.partition: e for e in checked if e.check_name == "group_cost_reconciles"}
     assert evaluations[DAY_BEFORE_KEY].description == f"passed for {DAY_BEFORE_KEY}"
     assert "notes" not in evaluations[DAY_BEFORE_KEY].metadata
     note = "1 SIM in two or more groups, counted in each"
@@ -163,8 +164,10 @@ def test_a_day_with_a_sim_in_two_groups_is_reconciled_counting_it_in_each(make_p
         "UPDATE group_daily_cost SET cost_eur = cost_eur + 0.01 WHERE day = ? AND group_id = 2",
         DAY,
     )
-    checks = dg.AssetSelection.checks_for_assets("group_daily_cost")
-    result = pipeline.run(DAY_KEY, DAY_KEY, selection=checks, raise_on_error=False)
+    reconciles = dg.AssetCheckKey(dg.AssetKey("group_daily_cost"), "group_cost_reconciles")
+    result = pipeline.run(
+        DAY_KEY, DAY_KEY, selection=dg.AssetSelection.checks(reconciles), raise_on_error=False
+    )
     [evaluation] = result.get_asset_check_evaluations()
     assert not evaluation.passed
     assert evaluation.description == (

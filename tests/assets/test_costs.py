@@ -144,9 +144,10 @@ def test_group_costs_re_run_alone_after_groups_were_narrowed_keep_every_euro(mak
     )
     pipeline.reconfigure("fleet_groups", groups="1=Trackers")
     result = pipeline.run(DAY_KEY, selection=["group_daily_cost"])
-    [check] = result.get_asset_check_evaluations()
-    assert check.check_name == "group_cost_reconciles"
-    assert check.passed and check.description == f"passed for {DAY_KEY}"
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(checks) == {"group_cost_reconciles", "group_volume_usual"}
+    assert all(e.passed for e in checks.values())
+    assert checks["group_cost_reconciles"].description == f"passed for {DAY_KEY}"
     expected, _ = costs_with_group_1_alone(pipeline)
     assert dict(
         pipeline.sql("SELECT group_id, cost_eur FROM group_daily_cost WHERE day = ?", DAY)

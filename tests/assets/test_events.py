@@ -366,6 +366,7 @@ def test_all_six_tables_exist_and_hold_the_day(make_pipeline):
         "daily_volume_usual",
         "group_cost_reconciles",
         "group_sids_in_account_pull",
+        "group_volume_usual",
         "out_of_window_share",
         "rejects_share",
         "sids_unique",

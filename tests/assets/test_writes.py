@@ -85,7 +85,7 @@ def test_a_moved_data_folder_is_read_where_it_now_is(make_pipeline, tmp_path):
     result = pipeline.run(DAY_KEY, selection=stored)
     assert result.success
     evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert len(evaluations) == 10 and all(evaluations.values())
+    assert len(evaluations) == 11 and all(evaluations.values())
     assert "group_sids_in_account_pull" in evaluations, "it reads the group pulls' files"
     assert snapshot(pipeline) == before
     assert before["call_sms_events"] and before["sim_group_membership"]

@@ -1,0 +1,97 @@
+"""Each group's events against its days before: a group the provider emptied passes every
+other check (its SIMs count as ungrouped, the sums reconcile), and is flagged here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+
+import duckdb
+
+from nova_pipeline.checks import group_volume_usual
+from nova_pipeline.warehouse import TABLES, ensure_schema
+from tests.conftest import check_evaluation, served_items, table_rows
+
+GROUPS = {1: "Trackers", 2: "Vans", 3: "Meters"}
+
+
+def test_a_group_pull_that_comes_back_empty_is_flagged_though_the_sums_reconcile(
+    make_pipeline, start_simulator
+):
+    pipeline = make_pipeline(groups=",".join(f"{g}={name}" for g, name in GROUPS.items()))
+    full = pipeline.sim
+    history = [dt.date(2026, 11, d) for d in (16, 17, 18)]
+    assert check_evaluation(pipeline.run("2026-11-16", "2026-11-18"), "group_volume_usual").passed
+
+    day = dt.date(2026, 11, 19)
+    emptied = start_simulator(faults={"empty_group": 1.0})
+    pipeline.reconfigure("nova_api", api_url=emptied.api_url)
+    result = pipeline.run(day.isoformat())
+    assert result.success, "a warning does not stop the run"
+    check = check_evaluation(result, "group_volume_usual")
+    assert not check.passed and check.severity.value == "WARN"
+
+    # What the check should say, from the API's own pulls: a group is judged once the
+    # median of its events on the days before is 100 or more.
+    def events(selector: str, on: dt.date) -> int:
+        return len(served_items(full.api_url, on, selector))
+
+    usual = {
+        f"{name} ({g})": statistics.median(events(f"g_{g}", d) for d in history)
+        for g, name in GROUPS.items()
+    }
+    expected = [
+        [day.isoformat(), group, "0", f"{events:.1f}", "3", "0.0"]
+        for group, events in sorted(usual.items())
+        if events >= 100
+    ]
+    assert expected, "the small fleet has a group large enough to judge"
+    assert table_rows(check.metadata["detail"].value) == expected
+    others = [e for e in result.get_asset_check_evaluations() if e.check_name != check.check_name]
+    assert all(e.passed for e in others), "the sums reconcile: only this check sees it"
+
+    pipeline.reconfigure("nova_api", api_url=full.api_url)
+    assert check_evaluation(pipeline.run(day.isoformat()), "group_volume_usual").passed
+
+
+def store_groups(con, stored: dict[dt.date, dict[int | None, int]]) -> None:
+    """Each day's rows of group_daily_cost, given as {group_id (None: ungrouped): events}."""
+    ensure_schema(con)
+    columns = [c.name for c in TABLES["group_daily_cost"]]
+    for day, groups in stored.items():
+        for group, events in groups.items():
+            row = dict.fromkeys(columns, 0) | {
+                "day": day,
+                "group_id": group,
+                "group_name": GROUPS.get(group, "ungrouped") if group else "ungrouped",
+                "events": events,
+            }
+            con.execute(
+                f"INSERT INTO group_daily_cost ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})",
+                [row[c] for c in columns],
+            )
+
+
+def test_which_groups_are_judged(tmp_path):
+    d = [dt.date(2026, 10, 1) + dt.timedelta(days=n) for n in range(40)]
+    usual = {1: 400, 2: 300, 3: 60, None: 200}  # Meters: too few a day to judge
+    stored = {day: dict(usual) for day in d[:4]}
+    # Vans emptied at the provider: its SIMs count as ungrouped (not judged: they change
+    # with NOVA_GROUPS); Meters halve by chance.
+    stored[d[4]] = {1: 400, 2: 0, 3: 25, None: 500}
+    # Vans no longer pulled (taken out of NOVA_GROUPS): no row, so not judged.
+    stored[d[5]] = {1: 400, 3: 60, None: 500}
+    stored[d[6]] = {1: 900, 3: 60, None: 500}
+    # Later, one group alone configured: judged as any group.
+    stored |= {day: {1: 200, None: 200} for day in d[30:34]} | {d[34]: {1: 0, None: 400}}
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        store_groups(con, stored)
+        judged = group_volume_usual(con, (d[0], d[34])).result()
+
+    assert not judged.passed and judged.severity.value == "WARN"
+    assert table_rows(judged.metadata["detail"].value) == [
+        [str(d[4]), "Vans (2)", "0", "300.0", "4", "0.0"],
+        [str(d[6]), "Trackers (1)", "900", "400.0", "6", "2.25"],
+        [str(d[34]), "Trackers (1)", "0", "200.0", "4", "0.0"],
+    ]
