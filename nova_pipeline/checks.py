@@ -370,10 +370,10 @@ def _unusual_days(
         failing = con.execute(
             f"""
             WITH grouped AS (
-                SELECT day, {part} AS part, {figure[1]} AS figure, {judged_if} AS judged
+                SELECT day, {part} AS part, {figure[1]} AS figure, {judged_if} AS judgeable
                 FROM {table}
                 WHERE day BETWEEN $first - {HISTORY_DAYS} AND $last GROUP BY {groups}),
-            figures AS (SELECT day, part, figure FROM grouped WHERE judged),
+            figures AS (SELECT day, part, figure FROM grouped WHERE judgeable),
             targets AS (
                 SELECT day, NULL AS part FROM unnest($days) AS d(day) WHERE {whole}
                 UNION ALL
