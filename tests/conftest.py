@@ -153,6 +153,33 @@ def check_evaluation(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCh
     return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
 
 
+FAULT_HISTORY = [dt.date(2026, 11, d) for d in (16, 17, 18)]
+FAULTY_DAY = dt.date(2026, 11, 19)
+
+
+def warning_of_a_fault(
+    pipeline: Pipeline, start_simulator: Callable[..., RunningSimulator], fault: str, check: str
+) -> dg.AssetCheckEvaluation:
+    """The evaluation of `check` on FAULTY_DAY pulled from a simulator with `fault` on every
+    request, after FAULT_HISTORY pulled clean: a WARN that stops nothing, from that check
+    alone (the sums reconcile). The day pulled clean again passes."""
+    clean = pipeline.sim.api_url
+    assert check_evaluation(
+        pipeline.run(FAULT_HISTORY[0].isoformat(), FAULT_HISTORY[-1].isoformat()), check
+    ).passed
+    pipeline.reconfigure("nova_api", api_url=start_simulator(faults={fault: 1.0}).api_url)
+    result = pipeline.run(FAULTY_DAY.isoformat())
+    assert result.success, "a warning does not stop the run"
+    warning = check_evaluation(result, check)
+    assert not warning.passed and warning.severity.value == "WARN"
+    assert warning.metadata["failing_days"].value == [FAULTY_DAY.isoformat()]
+    others = [e for e in result.get_asset_check_evaluations() if e.check_name != check]
+    assert all(e.passed for e in others), "the sums reconcile: only this check sees it"
+    pipeline.reconfigure("nova_api", api_url=clean)
+    assert check_evaluation(pipeline.run(FAULTY_DAY.isoformat()), check).passed
+    return warning
+
+
 def day_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, dict[str, object]]:
     """Each day's materialization of `asset` in a run: {partition: {key: value}}."""
     days = {}

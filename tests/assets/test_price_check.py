@@ -10,7 +10,15 @@ import duckdb
 import pytest
 
 from nova_pipeline.checks import ALL_DAYS, cost_per_event_usual
-from tests.conftest import check_evaluation, index_page, served_items, store_events, table_rows
+from tests.conftest import (
+    FAULT_HISTORY,
+    FAULTY_DAY,
+    index_page,
+    served_items,
+    store_events,
+    table_rows,
+    warning_of_a_fault,
+)
 
 
 def average_cost(api_url: str, day: dt.date, event_type: str) -> float:
@@ -22,39 +30,20 @@ def test_costs_sent_in_cents_are_flagged_and_clear_once_the_day_is_sent_in_euro(
     make_pipeline, start_simulator
 ):
     pipeline = make_pipeline()
-    euro = pipeline.sim
-    history = [dt.date(2026, 11, d) for d in (16, 17, 18)]
-    assert check_evaluation(pipeline.run("2026-11-16", "2026-11-18"), "cost_per_event_usual").passed
-
-    day = dt.date(2026, 11, 19)
-    cents = start_simulator(faults={"cost_in_cents": 1.0})
-    pipeline.reconfigure("nova_api", api_url=cents.api_url)
-    sent_in_cents = pipeline.run(day.isoformat())
-    assert sent_in_cents.success, "a warning does not stop the rollups"
-    check = check_evaluation(sent_in_cents, "cost_per_event_usual")
-    assert not check.passed and check.severity.value == "WARN"
-    assert check.metadata["failing_days"].value == [day.isoformat()]
+    check = warning_of_a_fault(pipeline, start_simulator, "cost_in_cents", "cost_per_event_usual")
     # A row for each average known well enough to judge: at 40 SIMs not the day's over all
     # types (calls' costs spread wide), but that of outgoing SMS (their prices spread narrow).
     rows = table_rows(check.metadata["detail"].value)
     assert "all" not in [row[1] for row in rows] and "out_sms" in [row[1] for row in rows]
+    euro = pipeline.sim.api_url
     for flagged, event_type, each, usual, compared, ratio in rows:
-        expected_usual = statistics.median(
-            average_cost(euro.api_url, d, event_type) for d in history
-        )
-        assert (flagged, compared) == (day.isoformat(), "3")
+        expected_usual = statistics.median(average_cost(euro, d, event_type) for d in FAULT_HISTORY)
+        assert (flagged, compared) == (FAULTY_DAY.isoformat(), "3")
         assert float(each) == pytest.approx(
-            100 * average_cost(euro.api_url, day, event_type), abs=1e-6
+            100 * average_cost(euro, FAULTY_DAY, event_type), abs=1e-6
         )
         assert float(usual) == pytest.approx(expected_usual, abs=1e-6)
         assert float(ratio) == pytest.approx(float(each) / expected_usual, abs=0.01)
-    others = [
-        e for e in sent_in_cents.get_asset_check_evaluations() if e.check_name != check.check_name
-    ]
-    assert all(e.passed for e in others), "the sums reconcile: only the price check sees it"
-
-    pipeline.reconfigure("nova_api", api_url=euro.api_url)
-    assert check_evaluation(pipeline.run(day.isoformat()), "cost_per_event_usual").passed
 
 
 def test_the_average_not_the_total_is_judged_and_a_day_with_no_event_is_left_to_volume(
