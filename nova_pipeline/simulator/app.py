@@ -182,10 +182,10 @@ class Simulator:
         """The response body of one page, with the content faults applied."""
         faults = self.faults
         page = 0 if faults.hits("ignore_page", query.key) else query.page
-        items = self.items(query)
         group_pull = all(sel.startswith("g_") for sel in query.selectors)
-        if group_pull and faults.hits("empty_group", query.key):
-            items = []  # the provider's group emptied, its SIMs moved out
+        # `empty_group`: the provider's group emptied, its SIMs moved out.
+        emptied = group_pull and faults.hits("empty_group", query.key)
+        items = [] if emptied else self.items(query)
         lo, hi = page * query.size, (page + 1) * query.size
         chosen = items[lo:hi]
         if chosen and page > 0 and faults.hits("duplicates", query.key, page):

@@ -54,7 +54,7 @@ def store_groups(con, stored: dict[dt.date, dict[int | None, int]]) -> None:
             row = dict.fromkeys(columns, 0) | {
                 "day": day,
                 "group_id": group,
-                "group_name": GROUPS.get(group, "ungrouped") if group else "ungrouped",
+                "group_name": GROUPS.get(group, "ungrouped"),
                 "events": events,
             }
             con.execute(
