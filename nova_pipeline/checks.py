@@ -40,6 +40,11 @@ WARN_SHARE = 0.5
 stored days among the 14 before it (at least 3 of them): WARN below half of it or above
 twice it. With less history only a day with no event is flagged: every day empty is how a
 wrong account or date filter shows."""
+WEEKS = 4
+MIN_WEEKS = 2
+"""A day outside that band is usual still when it is inside the band around the median of
+the same weekday in the 4 weeks before it (at least 2 of them stored): a fleet whose
+weekends fall to a third of its weekdays would else warn every weekend."""
 PRECISION = 0.1
 """A figure is judged only when chance alone moves it by at most this share of it (its
 standard error): half or twice the usual is then 5 standard errors away or more. For an
@@ -348,21 +353,25 @@ def _unusual_days(
 ) -> Finding:
     """A WARN on the days whose `figure` (its column's name, and an aggregate of a day's
     rows of `table`) is outside the band around the median of the stored days among the
-    HISTORY_DAYS before each, or, with less history, for which `few` holds. A day with no
-    row has `of_no_event` as its figure and stays out of later days' medians. Only the
-    figures whose rows meet `judged_if` (a condition on their aggregates) are judged and
-    make the medians.
+    HISTORY_DAYS before each, and outside the band around the median of the same weekday
+    in the WEEKS before it where MIN_WEEKS of them are stored; or, with less history, for
+    which `few` holds. A day with no row has `of_no_event` as its figure and stays out of
+    later days' medians. Only the figures whose rows meet `judged_if` (a condition on their
+    aggregates) are judged and make the medians.
 
     `parts` (a name, and an expression of a row that is never NULL: the type) judges each
     part's figure too, against that part's own days, in a row of its own after the day's
     (or instead of it, where `whole` is false): each part of a day with rows, or of one of
     the days before it, a part missing from the day having `of_no_event` as its figure. A
     part's row is judged once its usual is at least `part_usual_at_least`, and only on that
-    band: too little history is for the day's row to judge. Where those days have one part
-    only, its row would repeat the day's and is left out, if that is judged."""
+    band, nor on a weekday whose usual is less: too little history is for the day's row to
+    judge. Where those days have one part only, its row would repeat the day's and is left
+    out, if that is judged."""
     judged = _days_judged(con, days)
     failing: list[tuple] = []
+    recent, weekday = f"h.day >= t.day - {HISTORY_DAYS}", "(t.day - h.day) % 7 = 0"
     # One scan for both: a part is never NULL, so NULL is the grouping set of the whole day.
+    # Past HISTORY_DAYS only the judged days' weekdays are read: a one-day run reads 17 of 29.
     part, groups = (
         (parts[1], f"GROUPING SETS ((day), (day, {parts[1]}))") if parts else ("NULL", "day")
     )
@@ -372,7 +381,9 @@ def _unusual_days(
             WITH grouped AS (
                 SELECT day, {part} AS part, {figure[1]} AS figure, {judged_if} AS judgeable
                 FROM {table}
-                WHERE day BETWEEN $first - {HISTORY_DAYS} AND $last GROUP BY {groups}),
+                WHERE day BETWEEN $first - {7 * WEEKS} AND $last
+                  AND (day >= $first - {HISTORY_DAYS} OR list_contains($weekdays, isodow(day)))
+                GROUP BY {groups}),
             figures AS (SELECT day, part, figure FROM grouped WHERE judgeable),
             targets AS (
                 SELECT day, NULL AS part FROM unnest($days) AS d(day) WHERE {whole}
@@ -383,24 +394,38 @@ def _unusual_days(
                 WHERE c.part IS NULL AND list_contains($days, c.day)),
             judged AS (
                 SELECT t.day, t.part, coalesce(c.figure, {of_no_event}) AS figure,
-                       count(h.day) AS history, round(median(h.figure), 6) AS usual,
+                       count(h.day) FILTER ({recent}) AS history,
+                       round(median(h.figure) FILTER ({recent}), 6) AS usual,
+                       count(h.day) FILTER ({weekday}) AS weeks,
+                       round(median(h.figure) FILTER ({weekday}), 6) AS weekday_usual,
                        count(t.part) OVER (PARTITION BY t.day) AS parts_of_day
                 FROM targets t
                 LEFT JOIN figures c ON c.day = t.day AND c.part IS NOT DISTINCT FROM t.part
                 LEFT JOIN figures h ON h.part IS NOT DISTINCT FROM t.part
-                                   AND h.day BETWEEN t.day - {HISTORY_DAYS} AND t.day - 1
+                                   AND h.day BETWEEN t.day - {7 * WEEKS} AND t.day - 1
                 GROUP BY t.day, t.part, c.figure)
             SELECT day, {"coalesce(part, 'all'), " if parts else ""}figure,
                    coalesce(usual::VARCHAR, '-'), history,
-                   CASE WHEN usual <> 0 THEN round(figure / usual, 2)::VARCHAR ELSE '-' END
+                   CASE WHEN usual <> 0 THEN round(figure / usual, 2)::VARCHAR ELSE '-' END,
+                   CASE WHEN weeks >= {MIN_WEEKS} THEN weekday_usual::VARCHAR ELSE '-' END
             FROM judged
             WHERE CASE WHEN history >= {MIN_HISTORY_DAYS}
                   THEN NOT figure BETWEEN usual * {WARN_SHARE} AND usual / {WARN_SHARE}
+                       AND NOT coalesce(weeks >= {MIN_WEEKS} AND (
+                           figure BETWEEN weekday_usual * {WARN_SHARE}
+                                      AND weekday_usual / {WARN_SHARE}
+                           OR part IS NOT NULL AND weekday_usual < {part_usual_at_least}),
+                           false)
                        AND (part IS NULL OR usual >= {part_usual_at_least}
                             AND (parts_of_day > 1 OR NOT {whole}))
                   ELSE part IS NULL AND {few} END
             ORDER BY day, part NULLS FIRST""",
-            {"days": judged, "first": judged[0], "last": judged[-1]},
+            {
+                "days": judged,
+                "first": judged[0],
+                "last": judged[-1],
+                "weekdays": sorted({day.isoweekday() for day in judged}),
+            },
         ).fetchall()
     return Finding(
         days,
@@ -412,6 +437,7 @@ def _unusual_days(
             "median of the days before",
             "days compared",
             "ratio",
+            "median of the same weekday",
         ],
         problem,
         severity=dg.AssetCheckSeverity.WARN,
@@ -422,19 +448,21 @@ def _unusual_days(
 BAND = (
     f"less than {WARN_SHARE:.0%} or more than {1 / WARN_SHARE:.0%} of the median of the "
     f"stored days among the {HISTORY_DAYS} before it (once {MIN_HISTORY_DAYS} of them are "
-    "stored"
+    "stored), and of the median of the same weekday in the "
+    f"{WEEKS} weeks before it where {MIN_WEEKS} of them are stored (so that a fleet's quiet "
+    "weekends are usual"
 )
 
 
 @table_check(
     "call_sms_events",
     description=(
-        f"Events per day are in the usual range: WARN when a day has {BAND}; before that, "
-        "only a day with no event at all), over all its events and for each type alone, "
-        f"against that type's days, once it has {MIN_USUAL_EVENTS} events on a usual day: "
-        "a type that stops arriving shows though the day's total stays in range. A day "
-        "with no events, or far fewer, was usually pulled before the provider's daily sync "
-        "had brought it in."
+        f"Events per day are in the usual range: WARN when a day has {BAND}), over all its "
+        "events and for each type alone, against that type's days, once it has "
+        f"{MIN_USUAL_EVENTS} events on a usual day: a type that stops arriving shows though "
+        f"the day's total stays in range. With fewer than {MIN_HISTORY_DAYS} days stored, "
+        "only a day with no event at all warns. A day with no events, or far fewer, was "
+        "usually pulled before the provider's daily sync had brought it in."
     ),
 )
 def daily_volume_usual(con: DuckDBPyConnection, days: Days) -> Finding:

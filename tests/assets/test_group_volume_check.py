@@ -37,7 +37,7 @@ def test_a_group_pull_that_comes_back_empty_is_flagged_though_the_sums_reconcile
         for g, name in GROUPS.items()
     }
     expected = [
-        [FAULTY_DAY.isoformat(), group, "0", f"{events:.1f}", "3", "0.0"]
+        [FAULTY_DAY.isoformat(), group, "0", f"{events:.1f}", "3", "0.0", "-"]
         for group, events in sorted(usual.items())
         if events >= 100
     ]
@@ -82,7 +82,7 @@ def test_which_groups_are_judged(tmp_path):
 
     assert not judged.passed and judged.severity.value == "WARN"
     assert table_rows(judged.metadata["detail"].value) == [
-        [str(d[4]), "Vans (2)", "0", "300.0", "4", "0.0"],
-        [str(d[6]), "Trackers (1)", "900", "400.0", "6", "2.25"],
-        [str(d[34]), "Trackers (1)", "0", "200.0", "4", "0.0"],
+        [str(d[4]), "Vans (2)", "0", "300.0", "4", "0.0", "-"],
+        [str(d[6]), "Trackers (1)", "900", "400.0", "6", "2.25", "-"],
+        [str(d[34]), "Trackers (1)", "0", "200.0", "4", "0.0", "-"],
     ]

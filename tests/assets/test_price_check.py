@@ -36,9 +36,9 @@ def test_costs_sent_in_cents_are_flagged_and_clear_once_the_day_is_sent_in_euro(
     rows = table_rows(check.metadata["detail"].value)
     assert "all" not in [row[1] for row in rows] and "out_sms" in [row[1] for row in rows]
     euro = pipeline.sim.api_url
-    for flagged, event_type, each, usual, compared, ratio in rows:
+    for flagged, event_type, each, usual, compared, ratio, weekday in rows:
         expected_usual = statistics.median(average_cost(euro, d, event_type) for d in FAULT_HISTORY)
-        assert (flagged, compared) == (FAULTY_DAY.isoformat(), "3")
+        assert (flagged, compared, weekday) == (FAULTY_DAY.isoformat(), "3", "-")
         assert float(each) == pytest.approx(
             100 * average_cost(euro, FAULTY_DAY, event_type), abs=1e-6
         )
@@ -72,9 +72,9 @@ def test_the_average_not_the_total_is_judged_and_a_day_with_no_event_is_left_to_
     assert not judged.passed and judged.severity.value == "WARN"
     # Every event a call: a row for calls would repeat the day's, so none is shown.
     assert table_rows(judged.metadata["detail"].value) == [
-        [str(d[4]), "all", "0.21", "0.1", "4", "2.1"],
-        [str(d[7]), "all", "10.0", "0.1", "6", "100.0"],
-        [str(d[8]), "all", "0.0", "0.1", "7", "0.0"],
+        [str(d[4]), "all", "0.21", "0.1", "4", "2.1", "-"],
+        [str(d[7]), "all", "10.0", "0.1", "6", "100.0", "-"],
+        [str(d[8]), "all", "0.0", "0.1", "7", "0.0", "-"],
     ]
     # "Execute all" judges the days pulled: none at first, then the one indexed.
     assert nothing_pulled.passed and nothing_pulled.description == "passed for all days"
@@ -107,9 +107,32 @@ def test_a_new_price_of_one_type_is_flagged_where_other_types_carry_the_cost(tmp
     assert not judged.passed and judged.severity.value == "WARN"
     assert judged.metadata["failing_days"].value == [str(d[3]), str(d[4]), str(d[6])]
     assert table_rows(judged.metadata["detail"].value) == [
-        [str(d[3]), "out_sms", "0.1", "0.04", "3", "2.5"],
-        [str(d[4]), "in_sms", "0.01", "0.0", "4", "-"],
-        [str(d[6]), "all", "10.625031", "0.107828", "6", "98.54"],
-        [str(d[6]), "call", "30.0", "0.3", "6", "100.0"],
-        [str(d[6]), "out_sms", "4.0", "0.04", "6", "100.0"],
+        [str(d[3]), "out_sms", "0.1", "0.04", "3", "2.5", "-"],
+        [str(d[4]), "in_sms", "0.01", "0.0", "4", "-", "-"],
+        [str(d[6]), "all", "10.625031", "0.107828", "6", "98.54", "-"],
+        [str(d[6]), "call", "30.0", "0.3", "6", "100.0", "-"],
+        [str(d[6]), "out_sms", "4.0", "0.04", "6", "100.0", "-"],
+    ]
+
+
+def test_a_weekly_mix_of_types_is_judged_against_the_same_weekday(tmp_path):
+    d = [dt.date(2026, 10, 5) + dt.timedelta(days=n) for n in range(21)]  # from a Monday
+    # Calls on weekdays, SMS at weekends: a weekend's average is 0.48 of a weekday's.
+    weekday = [(1000, "call", "0.10"), (100, "out_sms", "0.04")]
+    weekend = [(50, "call", "0.10"), (500, "out_sms", "0.04")]
+    stored = {day: weekday if day.weekday() < 5 else weekend for day in d}
+    stored[d[20]] = [(50, "call", "10"), (500, "out_sms", "4")]  # a Sunday sent in cents
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        store_events(con, stored)
+        judged = cost_per_event_usual(con, (d[0], d[20])).result()
+
+    # The first two weekends warn, with fewer than 2 of the same weekday to compare with.
+    failing = [d[5], d[6], d[12], d[13], d[20]]
+    assert judged.metadata["failing_days"].value == [str(day) for day in failing]
+    rows = table_rows(judged.metadata["detail"].value)
+    assert [str(d[13]), "all", "0.045455", "0.094545", "13", "0.48", "-"] in rows
+    assert [row for row in rows if row[0] == str(d[20])] == [
+        [str(d[20]), "all", "4.545455", "0.094545", "14", "48.08", "0.045455"],
+        [str(d[20]), "call", "10.0", "0.1", "14", "100.0", "0.1"],
+        [str(d[20]), "out_sms", "4.0", "0.04", "14", "100.0", "0.04"],
     ]

@@ -41,8 +41,17 @@ def test_a_day_pulled_before_the_providers_sync_is_flagged_then_clears(make_pipe
     assert "NOVA_LOOKBACK_DAYS" in check.description
     counts = [len(served_items(pipeline.sim.api_url, day)) for day in history]
     # A day with no event is one row, of all types: each type's would say the same.
-    [(day, kind, events, usual, compared, ratio)] = table_rows(check.metadata["detail"].value)
-    assert (day, kind, events, compared, ratio) == (unsynced.isoformat(), "all", "0", "4", "0.0")
+    [(day, kind, events, usual, compared, ratio, weekday)] = table_rows(
+        check.metadata["detail"].value
+    )
+    assert (day, kind, events, compared, ratio, weekday) == (
+        unsynced.isoformat(),
+        "all",
+        "0",
+        "4",
+        "0.0",
+        "-",
+    )
     assert float(usual) == statistics.median(counts)
     # The UI's "Execute all" judges every day pulled, the one that came back empty too:
     # each of its pulls left its closing empty page in the raw index.
@@ -131,15 +140,15 @@ def test_the_bands_the_history_window_and_the_days_judged(tmp_path):
     assert not week.passed and week.severity.value == "WARN"
     assert week.metadata["failing_days"].value == [str(d[4]), str(d[5])]
     assert table_rows(week.metadata["detail"].value) == [
-        [str(d[4]), "all", "201", "100.0", "4", "2.01"],
-        [str(d[5]), "all", "0", "100.0", "5", "0.0"],
+        [str(d[4]), "all", "201", "100.0", "4", "2.01", "-"],
+        [str(d[5]), "all", "0", "100.0", "5", "0.0", "-"],
     ]
     assert alone.passed
     assert table_rows(empty_alone.metadata["detail"].value) == [
-        [str(d[25]), "all", "0", "-", "0", "-"]
+        [str(d[25]), "all", "0", "-", "0", "-", "-"]
     ]
     assert table_rows(edge.metadata["detail"].value) == [
-        [str(d[17]), "all", "10", "60.0", "3", "0.17"]
+        [str(d[17]), "all", "10", "60.0", "3", "0.17", "-"]
     ]
     assert pulled.metadata["failing_days"].value == [str(d[4])]
 
@@ -164,9 +173,51 @@ def test_a_type_that_stops_arriving_is_flagged_though_the_days_total_is_usual(tm
     assert not judged.passed and judged.severity.value == "WARN"
     assert judged.metadata["failing_days"].value == [str(d[6]), str(d[7]), str(d[8])]
     assert table_rows(judged.metadata["detail"].value) == [
-        [str(d[6]), "out_sms", "0", "200.0", "5", "0.0"],
-        [str(d[7]), "call", "700", "300.0", "7", "2.33"],
-        [str(d[7]), "in_sms", "140", "300.0", "7", "0.47"],
-        [str(d[7]), "out_sms", "0", "200.0", "5", "0.0"],
-        [str(d[8]), "all", "0", "850.0", "8", "0.0"],
+        [str(d[6]), "out_sms", "0", "200.0", "5", "0.0", "-"],
+        [str(d[7]), "call", "700", "300.0", "7", "2.33", "-"],
+        [str(d[7]), "in_sms", "140", "300.0", "7", "0.47", "-"],
+        [str(d[7]), "out_sms", "0", "200.0", "5", "0.0", "-"],
+        [str(d[8]), "all", "0", "850.0", "8", "0.0", "-"],
     ]
+
+
+def test_a_fleets_weekends_are_judged_against_its_weekends(tmp_path):
+    d = [dt.date(2026, 10, 5) + dt.timedelta(days=n) for n in range(34)]  # from a Monday
+    weekday = [(1000, "call", "0.1"), (400, "out_sms", "0.04"), (300, "ussd", "0")]
+    weekend = [(300, "call", "0.1"), (120, "out_sms", "0.04"), (40, "ussd", "0")]
+    stored = {day: weekday if day.weekday() < 5 else weekend for day in d[:28]}
+    stored[d[23]] = weekend  # a Wednesday as quiet as a Sunday
+    # USSD at 10 on a Saturday, against the 40 of Saturdays: too few to be told from chance.
+    stored[d[26]] = [*weekend[:2], (10, "ussd", "0")]
+    stored[d[27]] = [weekend[0], weekend[2]]  # a Sunday without outgoing SMS
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        store_events(con, stored)
+        judged = daily_volume_usual(con, (d[0], d[27])).result()
+
+    # The first two weekends warn: fewer than 2 of the same weekday to compare with.
+    # From the third on, a weekend is as usual as the weekends before it.
+    failing = [d[5], d[6], d[12], d[13], d[23], d[27]]
+    assert judged.metadata["failing_days"].value == [str(day) for day in failing]
+    rows = table_rows(judged.metadata["detail"].value)
+    assert [str(d[12]), "all", "460", "1700.0", "12", "0.27", "-"] in rows
+    assert [row for row in rows if row[0] >= str(d[21])] == [
+        [str(d[23]), "all", "460", "1700.0", "14", "0.27", "1700.0"],
+        [str(d[23]), "call", "300", "1000.0", "14", "0.3", "1000.0"],
+        [str(d[23]), "out_sms", "120", "400.0", "14", "0.3", "400.0"],
+        [str(d[23]), "ussd", "40", "300.0", "14", "0.13", "300.0"],
+        [str(d[27]), "out_sms", "0", "400.0", "14", "0.0", "120.0"],
+    ]
+
+    # A Saturday after a week of weekdays, with 2 Saturdays stored 21 and 28 days before
+    # it: as usual as they are. With the one 21 days before only, it warns.
+    def saturday_after(saturdays: list[dt.date]):
+        later = {day: weekday for day in d[28:33]} | dict.fromkeys([*saturdays, d[33]], weekend)
+        with duckdb.connect(str(tmp_path / f"{len(saturdays)}.duckdb")) as con:
+            store_events(con, later)
+            return daily_volume_usual(con, (d[33], d[33])).result()
+
+    assert saturday_after([d[5], d[12]]).passed
+    alone = saturday_after([d[12]])
+    assert [str(d[33]), "all", "460", "1700.0", "5", "0.27", "-"] in table_rows(
+        alone.metadata["detail"].value
+    )
