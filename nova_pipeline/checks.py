@@ -370,6 +370,10 @@ def _unusual_days(
     judged = _days_judged(con, days)
     failing: list[tuple] = []
     recent, weekday = f"h.day >= t.day - {HISTORY_DAYS}", "(t.day - h.day) % 7 = 0"
+
+    def in_band(usual: str) -> str:
+        return f"figure BETWEEN {usual} * {WARN_SHARE} AND {usual} / {WARN_SHARE}"
+
     # One scan for both: a part is never NULL, so NULL is the grouping set of the whole day.
     # Past HISTORY_DAYS only the judged days' weekdays are read: a one-day run reads 17 of 29.
     part, groups = (
@@ -410,12 +414,9 @@ def _unusual_days(
                    CASE WHEN weeks >= {MIN_WEEKS} THEN weekday_usual::VARCHAR ELSE '-' END
             FROM judged
             WHERE CASE WHEN history >= {MIN_HISTORY_DAYS}
-                  THEN NOT figure BETWEEN usual * {WARN_SHARE} AND usual / {WARN_SHARE}
-                       AND NOT coalesce(weeks >= {MIN_WEEKS} AND (
-                           figure BETWEEN weekday_usual * {WARN_SHARE}
-                                      AND weekday_usual / {WARN_SHARE}
-                           OR part IS NOT NULL AND weekday_usual < {part_usual_at_least}),
-                           false)
+                  THEN NOT {in_band("usual")}
+                       AND NOT coalesce(weeks >= {MIN_WEEKS} AND ({in_band("weekday_usual")}
+                           OR part IS NOT NULL AND weekday_usual < {part_usual_at_least}), false)
                        AND (part IS NULL OR usual >= {part_usual_at_least}
                             AND (parts_of_day > 1 OR NOT {whole}))
                   ELSE part IS NULL AND {few} END
