@@ -5,13 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import resource
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -123,6 +126,22 @@ class Pipeline:
     def landed(self, landing_file: str) -> Path:
         """Where a file the raw index names is (the index names it within the landing zone)."""
         return self.resources["landing_zone"].landing().path(landing_file)
+
+
+@contextmanager
+def loopback_api(
+    handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """A loopback HTTP(S) server (not the simulator) answering with `handler`: the API's URL."""
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    if tls:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http{'s' if tls else ''}://127.0.0.1:{server.server_port}/api"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextmanager

@@ -11,9 +11,8 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from contextlib import AbstractContextManager
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
@@ -35,7 +34,7 @@ from nova_pipeline.api import (
 )
 from nova_pipeline.api.client import _not_utf8, without_lone_surrogates
 from nova_pipeline.api.models import with_finite_stand_ins
-from tests.conftest import DAY
+from tests.conftest import DAY, loopback_api
 from tests.simulator.test_contract import post, query
 
 FAST_RETRY = RetryPolicy(max_attempts=30, deadline_s=60, backoff_base_s=0.01, backoff_cap_s=0.05)
@@ -526,10 +525,9 @@ def answered_by(*responses: httpx.Response | Exception) -> NovaClient:
     return NovaClient(endpoint, ClientConfig(retry=policy))
 
 
-@contextmanager
 def answering_every_post(
     status: int, headers: dict[str, str], body: bytes, tls: ssl.SSLContext | None = None
-) -> Iterator[str]:
+) -> AbstractContextManager[str]:
     """A loopback HTTP(S) server (not the simulator) answering every POST alike: the API's
     URL."""
 
@@ -544,15 +542,7 @@ def answering_every_post(
         def log_message(self, *args: object) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    if tls:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http{'s' if tls else ''}://127.0.0.1:{server.server_port}/api"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return loopback_api(Handler, tls)
 
 
 def test_a_redirect_fails_at_once_naming_where_it_points():

@@ -13,12 +13,10 @@ import datetime as dt
 import json
 import random
 import re
-import threading
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from decimal import ROUND_HALF_UP, Decimal
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -26,7 +24,7 @@ import dagster as dg
 import pytest
 
 from nova_pipeline.partitions import DAILY
-from tests.conftest import Pipeline, run_logs
+from tests.conftest import Pipeline, loopback_api, run_logs
 
 DAY = dt.date(2026, 11, 18)
 ZONE = ZoneInfo(DAILY.timezone)
@@ -164,8 +162,7 @@ def body(items: list[bytes], blank: bytes) -> bytes:
     )
 
 
-@contextmanager
-def serving(pages: list[list[bytes]]) -> Iterator[str]:
+def serving(pages: list[list[bytes]]) -> AbstractContextManager[str]:
     """A loopback API answering page n with the items of `pages[n]`, then an empty page."""
     rng = random.Random(len(pages))
     bodies = [body(items, rng.choice(BLANKS)) for items in [*pages, []]]
@@ -183,13 +180,7 @@ def serving(pages: list[list[bytes]]) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/api"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return loopback_api(Handler)
 
 
 # The independent reading: Python's json module, with every number kept as its text.
