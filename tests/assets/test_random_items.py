@@ -82,10 +82,11 @@ EDGES = {
 EXTRA_KEYS = [b"roaming", b"", b"Sid"]
 """Keys added to an item that the contract does not know."""
 
-KEYS_AGAIN = [b"name", b"sid", b"\\u0073id", b"s\\u0069d"]
+KEYS_AGAIN = {b"name": b"name", b"sid": b"sid", b"\\u0073id": b"sid", b"s\\u0069d": b"sid"}
 """Contract keys added again, spelled plainly or with escapes: the item sends a key twice.
 One such item on a page the client finds conforming sends the whole run to the rules
-(`transforms/events.py::run_staged`), so only some runs add them."""
+(`transforms/events.py::run_staged`), so only some runs add them, each with a value at
+the edge of the key it repeats (most are valid, which the client's check then takes)."""
 
 BLANKS = [b"", b" ", b"\n", b"\t ", b"\r\n  "]
 
@@ -119,7 +120,9 @@ def random_item(
             value = rng.choice(EDGES[key] if rng.random() < 0.5 else AWKWARD)
         item.append((key, value))
     if rng.random() < rate:
-        item.insert(rng.randrange(len(item) + 1), (rng.choice(extra_keys), rng.choice(AWKWARD)))
+        key = rng.choice(extra_keys)
+        value = rng.choice(EDGES[KEYS_AGAIN[key]] if key in KEYS_AGAIN else AWKWARD)
+        item.insert(rng.randrange(len(item) + 1), (key, value))
     if rng.random() < 0.1:
         rng.shuffle(item)
     blank = rng.choice(BLANKS)
@@ -132,7 +135,7 @@ def random_pages(seed: int, pages: int, keys_twice: bool) -> list[list[bytes]]:
     One item in ten is timed outside the day (the provider's days overlap), and one in
     twelve is a sid sent before, on its page or an earlier one."""
     rng = random.Random(seed)
-    extra_keys = EXTRA_KEYS + KEYS_AGAIN * keys_twice
+    extra_keys = EXTRA_KEYS + list(KEYS_AGAIN) * keys_twice
     sent: list[int] = []
     served = []
     for page in range(pages):
