@@ -193,19 +193,23 @@ def usual_range_rows(
     return rows
 
 
+RATIO = 5
+"""The detail's column rounded to 2 places; its other figures are rounded to 6."""
+
+
 def same_rows(got: list[tuple], expected: list[tuple[tuple, bool]]) -> bool:
     """`got` holds every certain row of `expected` and no other but uncertain ones, in
     order, figures within a unit of their last place (DuckDB and Python may round a
     double that is all but a tie apart)."""
 
-    def same(a: object, b: object) -> bool:
+    def same(column: int, a: object, b: object) -> bool:
         if isinstance(b, float):
-            return abs(float(a) - b) <= (0.011 if b == round(b, 2) else 1.1e-6) * max(1, abs(b))
+            return abs(float(a) - b) <= 1.1 * (0.01 if column == RATIO else 1e-6)
         return str(a) == str(b)
 
     rest = list(got)
     for row, certain in expected:
-        if rest and len(rest[0]) == len(row) and all(map(same, rest[0], row)):
+        if rest and len(rest[0]) == len(row) and all(map(same, range(len(row)), rest[0], row)):
             rest.pop(0)
         elif certain:
             return False
