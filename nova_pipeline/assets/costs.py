@@ -1,6 +1,9 @@
 """Costs layer: per-SIM and per-group daily cost, summed in DuckDB as exact decimals."""
 
+import datetime as dt
+
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from nova_pipeline.assets.common import (
@@ -24,7 +27,7 @@ from nova_pipeline.transforms.costs import (
     SIM_DAILY_COST_SQL,
     TOP_SIMS_SQL,
 )
-from nova_pipeline.warehouse import replace_days
+from nova_pipeline.warehouse import COST, replace_days
 
 CHANGED_SIMS_SQL = """
 CREATE OR REPLACE TEMP TABLE changed_sims AS
@@ -36,6 +39,48 @@ WHERE p.cost_eur IS DISTINCT FROM n.cost_eur
 """
 """The SIMs whose cost a re-run changed. Only their count per day and the first 50 come
 into Python (all of them cost 0.15 s when every SIM of a million-event day changed)."""
+
+
+class CostBeyondColumn(Exception):
+    """A SIM's or group's cost of a day that the rollup's cost column cannot hold."""
+
+
+def replace_rollup(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    rows_sql: str,
+    start: dt.date,
+    end: dt.date,
+    label_sql: str,
+    stored_in: str,
+) -> None:
+    """Replace the days of `table` with `rows_sql`'s rows. Every event's cost is under
+    10^12 euro (the contract's check), but a SIM's or group's day can add up past what
+    the column holds: DuckDB's error names only the value, so this finds the rows (each
+    `label_sql`, with where their parts are stored) and says which they are."""
+    params = {"start": start, "end": end}
+    try:
+        replace_days(
+            con, start, end, {table: lambda c: c.execute(f"INSERT INTO {table} {rows_sql}", params)}
+        )
+    except duckdb.ConversionException as exc:
+        over = con.execute(
+            f"SELECT day, {label_sql}, cost_eur FROM ({rows_sql}) "
+            f"WHERE TRY_CAST(cost_eur AS {COST}) IS NULL ORDER BY day, cost_eur DESC",
+            params,
+        ).fetchall()
+        if not over:
+            raise
+        shown = "; ".join(
+            f"{label} on {day} costs {euro(cost)} €" for day, label, cost in over[:10]
+        )
+        more = f"; and {len(over) - 10} more" if len(over) > 10 else ""
+        raise CostBeyondColumn(
+            f"{table} not built: {shown}{more}. Its cost_eur column ({COST}) holds under "
+            f"10^12 € a row. Each event is under that, so many add up to it: see {stored_in} "
+            "(costs sent in a smaller unit than the euro?). Nothing was written; the previous "
+            "rows of the run's days are in place."
+        ) from exc
 
 
 @dg.asset(
@@ -64,15 +109,14 @@ def sim_daily_cost(
             "FROM sim_daily_cost WHERE day BETWEEN ? AND ?",
             [start, end],
         )
-        replace_days(
+        replace_rollup(
             con,
+            "sim_daily_cost",
+            SIM_DAILY_COST_SQL,
             start,
             end,
-            {
-                "sim_daily_cost": lambda c: c.execute(
-                    SIM_DAILY_COST_SQL, {"start": start, "end": end}
-                ),
-            },
+            "'SIM ' || sim_id",
+            "their events in call_sms_events",
         )
         by_day = day_totals(con, "sim_daily_cost", start, end)
         previous = dict(
@@ -136,15 +180,14 @@ def group_daily_cost(
     with duckdb.get_connection() as con:
         require_pulled_days(context, con, start, end)
         register_groups(con, fleet_groups.as_map())
-        replace_days(
+        replace_rollup(
             con,
+            "group_daily_cost",
+            GROUP_DAILY_COST_SQL,
             start,
             end,
-            {
-                "group_daily_cost": lambda c: c.execute(
-                    GROUP_DAILY_COST_SQL, {"start": start, "end": end}
-                ),
-            },
+            "coalesce(format('group {} ({})', group_id, group_name), 'ungrouped')",
+            "their SIMs in sim_daily_cost",
         )
         add_daily_metadata(context, day_totals(con, "group_daily_cost", start, end))
         per_group = con.execute(GROUP_TOTALS_SQL, [start, end]).fetchall()

@@ -17,7 +17,6 @@ _SUM_PER_TYPE = ",\n    ".join(
 )
 
 SIM_DAILY_COST_SQL = f"""
-INSERT INTO sim_daily_cost
 WITH sums AS (
     SELECT
         day, sim_id,
@@ -33,13 +32,12 @@ SELECT s.day, s.sim_id, e.sim_number, e.iccid, e.sim_name, s.* EXCLUDE (day, sim
 FROM sums s JOIN call_sms_events e ON e.rowid = s.latest
 WHERE e.day BETWEEN $start AND $end
 """
-"""The SIM's number, ICCID and name are those of its latest event that day: the sums pick
-that event's row id, and only those rows are looked up for the text, in the run's days
-(keeping three strings per SIM in the aggregate instead took 0.1 s more on a million
-events)."""
+"""The rows of sim_daily_cost for the days $start..$end. The SIM's number, ICCID and name
+are those of its latest event that day: the sums pick that event's row id, and only those
+rows are looked up for the text, in the run's days (keeping three strings per SIM in the
+aggregate instead took 0.1 s more on a million events)."""
 
 GROUP_DAILY_COST_SQL = f"""
-INSERT INTO group_daily_cost
 WITH days AS (
     SELECT DISTINCT day FROM sim_daily_cost WHERE day BETWEEN $start AND $end
 ),
@@ -76,13 +74,13 @@ LEFT JOIN assigned a ON a.day = b.day AND a.group_id IS NOT DISTINCT FROM b.grou
 LEFT JOIN sim_daily_cost s ON s.day = a.day AND s.sim_id = a.sim_id
 GROUP BY b.day, b.group_id, b.group_name
 """
-"""Every configured group pulled that day (zero when idle), plus the SIMs of no such group
-as 'ungrouped': with disjoint groups the rows of a day add up to the account's total.
-Which groups were pulled is read from the raw index, where each pull leaves at least its
-closing empty page; a day indexed before that page was kept (no page without items) gives
-every configured group a row, as it did then. A group added to NOVA_GROUPS since a day was
-pulled, or dropped from it, has no row that day (its group costs re-run alone), and its
-SIMs count as 'ungrouped'."""
+"""The rows of group_daily_cost for the days $start..$end: every configured group pulled
+that day (zero when idle), plus the SIMs of no such group as 'ungrouped': with disjoint
+groups the rows of a day add up to the account's total. Which groups were pulled is read
+from the raw index, where each pull leaves at least its closing empty page; a day indexed
+before that page was kept (no page without items) gives every configured group a row, as
+it did then. A group added to NOVA_GROUPS since a day was pulled, or dropped from it, has
+no row that day (its group costs re-run alone), and its SIMs count as 'ungrouped'."""
 
 TOP_SIMS_SQL = """
 WITH top AS (

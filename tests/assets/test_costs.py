@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
+from contextlib import AbstractContextManager
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
+import dagster as dg
 import duckdb
 
 from nova_pipeline.assets.common import euro
+from nova_pipeline.partitions import DAILY
 from nova_pipeline.transforms.costs import SIM_DAILY_COST_SQL, TOP_SIMS_SQL
 from nova_pipeline.warehouse import ensure_schema, replace_days
 from nova_pipeline.warehouse.schema import TABLES
-from tests.conftest import DAY, independent_costs, run_logs, served_items, table_rows
+from tests.conftest import (
+    DAY,
+    Pipeline,
+    independent_costs,
+    loopback_api,
+    run_logs,
+    served_items,
+    table_rows,
+)
 
 DAY_KEY = DAY.isoformat()
 
@@ -330,7 +345,11 @@ def test_a_sim_row_carries_the_number_iccid_and_name_of_its_latest_event(tmp_pat
         con,
         DAY,
         DAY,
-        {"sim_daily_cost": lambda c: c.execute(SIM_DAILY_COST_SQL, {"start": DAY, "end": DAY})},
+        {
+            "sim_daily_cost": lambda c: c.execute(
+                f"INSERT INTO sim_daily_cost {SIM_DAILY_COST_SQL}", {"start": DAY, "end": DAY}
+            )
+        },
     )
     assert con.execute(
         "SELECT sim_id, sim_number, iccid, sim_name, call_count, events, cost_eur "
@@ -369,3 +388,89 @@ def test_top_sims_show_the_name_and_iccid_of_their_last_day_in_the_range(tmp_pat
         "Van-7",
         "89701990000000001",
     )
+
+
+def serving(served: dict[str, dict[int, list[str]]]) -> AbstractContextManager[str]:
+    """A loopback API answering each pull (`all`, `g_<id>`) of DAY with one page: for each
+    SIM of `served[selector]`, a call per cost given, sent as that text; then an empty page.
+    The test changes `served` between runs, as a provider re-rating the day would."""
+    noon = int(dt.datetime.combine(DAY, dt.time(12), ZoneInfo(DAILY.timezone)).timestamp())
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            asked = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            [selector] = asked["select"]
+            items = [
+                f'{{"sid":{sim * 100 + i},"date":{noon + i},"type":"call","to_number":"+1",'
+                f'"session_cost":{cost},"id":{sim},"original_number":"+7701{sim}",'
+                f'"iccid":"8970{sim}","name":"SIM-{sim}"}}'
+                for sim, costs in served.get(selector, {}).items()
+                for i, cost in enumerate(costs)
+            ]
+            page = ",".join(items if asked["page"] == 0 else [])
+            answer = f'{{"code":200,"result":{{"items":[{page}]}}}}'.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return loopback_api(Handler)
+
+
+def test_a_day_whose_sum_outgrows_the_cost_column_fails_naming_the_sim_or_group(tmp_path):
+    """Each event is under 10^12 euro, the most a cost column holds, but a SIM's or a
+    group's day can add up past it (costs sent in a smaller unit than the euro). DuckDB's
+    error names only the value; the step names the SIM or group and day, and the previous
+    rows stay."""
+    rollups = "SELECT * FROM {} ORDER BY ALL"
+    raised = "nova_pipeline.assets.costs.CostBeyondColumn"
+    small = {7: ["1.5", "2.25"], 8: ["0.5"], 9: ["0.75"]}
+    served = {"all": dict(small), "g_1": {8: ["0.5"], 9: ["0.75"]}}
+    with serving(served) as api_url:
+        pipeline = Pipeline(SimpleNamespace(api_url=api_url), tmp_path, "1=Vans")
+        assert pipeline.run(DAY_KEY).success
+        before = {
+            t: pipeline.sql(rollups.format(t)) for t in ("sim_daily_cost", "group_daily_cost")
+        }
+        assert [r[-1] for r in before["group_daily_cost"]] == [Decimal("1.25"), Decimal("3.75")]
+
+        def failure(result: dg.ExecuteInProcessResult) -> str:
+            assert not result.success
+            [failed] = [e for e in result.all_events if e.is_step_failure]
+            return f"{failed.step_key}: {failed.step_failure_data.error.cause.message.strip()}"
+
+        served["all"][7] = ["600000000000", "600000000000.000001"]
+        sims = pipeline.run(DAY_KEY, raise_on_error=False)
+        assert pipeline.sql(rollups.format("sim_daily_cost")) == before["sim_daily_cost"]
+        served["all"] = {**small, 8: ["700000000000"], 9: ["700000000000"]}
+        served["all"].update({10: ["600000000000"], 11: ["600000000000"]})
+        served["g_1"] = {8: ["700000000000"], 9: ["700000000000"]}
+        groups = pipeline.run(DAY_KEY, raise_on_error=False)
+    assert failure(sims) == (
+        f"sim_daily_cost: {raised}: sim_daily_cost not built: SIM 7 on {DAY_KEY} costs "
+        "1,200,000,000,000.00 €. Its cost_eur column (DECIMAL(18, 6)) holds under 10^12 € a "
+        "row. Each event is under that, so many add up to it: see their events in "
+        "call_sms_events (costs sent in a smaller unit than the euro?). Nothing was written; "
+        "the previous rows of the run's days are in place."
+    )
+    assert failure(groups) == (
+        f"group_daily_cost: {raised}: group_daily_cost not built: group 1 (Vans) on "
+        f"{DAY_KEY} costs 1,400,000,000,000.00 €; ungrouped on {DAY_KEY} costs "
+        "1,200,000,000,003.75 €. Its cost_eur column (DECIMAL(18, 6)) holds under 10^12 € a "
+        "row. Each event is under that, so many add up to it: see their SIMs in "
+        "sim_daily_cost (costs sent in a smaller unit than the euro?). Nothing was written; "
+        "the previous rows of the run's days are in place."
+    )
+    assert pipeline.sql(rollups.format("group_daily_cost")) == before["group_daily_cost"]
+    assert pipeline.sql("SELECT sim_id, cost_eur FROM sim_daily_cost ORDER BY sim_id") == [
+        (7, Decimal("3.75")),
+        (8, Decimal("700000000000")),
+        (9, Decimal("700000000000")),
+        (10, Decimal("600000000000")),
+        (11, Decimal("600000000000")),
+    ]
+    assert pipeline.sql("SELECT max(cost_eur) FROM call_sms_events") == [(Decimal("700000000000"),)]
