@@ -24,7 +24,7 @@ import zstandard
 
 from nova_pipeline import ignore_chosen_warnings
 from nova_pipeline.simulator import FleetSpec, RunningSimulator, SimulatorConfig
-from nova_pipeline.warehouse import ensure_schema
+from nova_pipeline.warehouse import TABLES, ensure_schema
 
 ALMATY = dt.timezone(dt.timedelta(hours=5))
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=ALMATY)
@@ -240,6 +240,26 @@ def store_events(con, stored: dict[dt.date, list[tuple[int, str, str]]]) -> None
                 {"sid": sid, "day": day, "type": event_type, "cost": cost, "events": events},
             )
             sid += events
+
+
+def store_groups(con, stored: dict[dt.date, dict[int | None, int]], names: dict[int, str]) -> None:
+    """Each day's rows of group_daily_cost, given as {group_id (None: ungrouped): events},
+    each group named as `names` says."""
+    ensure_schema(con)
+    columns = [c.name for c in TABLES["group_daily_cost"]]
+    for day, groups in stored.items():
+        for group, events in groups.items():
+            row = dict.fromkeys(columns, 0) | {
+                "day": day,
+                "group_id": group,
+                "group_name": names.get(group, "ungrouped"),
+                "events": events,
+            }
+            con.execute(
+                f"INSERT INTO group_daily_cost ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))})",
+                [row[c] for c in columns],
+            )
 
 
 def run_logs(pipeline: Pipeline, result) -> list[str]:

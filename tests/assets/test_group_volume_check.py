@@ -9,11 +9,11 @@ import statistics
 import duckdb
 
 from nova_pipeline.checks import group_volume_usual
-from nova_pipeline.warehouse import TABLES, ensure_schema
 from tests.conftest import (
     FAULT_HISTORY,
     FAULTY_DAY,
     served_items,
+    store_groups,
     table_rows,
     warning_of_a_fault,
 )
@@ -45,25 +45,6 @@ def test_a_group_pull_that_comes_back_empty_is_flagged_though_the_sums_reconcile
     assert table_rows(check.metadata["detail"].value) == expected
 
 
-def store_groups(con, stored: dict[dt.date, dict[int | None, int]]) -> None:
-    """Each day's rows of group_daily_cost, given as {group_id (None: ungrouped): events}."""
-    ensure_schema(con)
-    columns = [c.name for c in TABLES["group_daily_cost"]]
-    for day, groups in stored.items():
-        for group, events in groups.items():
-            row = dict.fromkeys(columns, 0) | {
-                "day": day,
-                "group_id": group,
-                "group_name": GROUPS.get(group, "ungrouped"),
-                "events": events,
-            }
-            con.execute(
-                f"INSERT INTO group_daily_cost ({', '.join(columns)}) "
-                f"VALUES ({', '.join('?' * len(columns))})",
-                [row[c] for c in columns],
-            )
-
-
 def test_which_groups_are_judged(tmp_path):
     d = [dt.date(2026, 10, 1) + dt.timedelta(days=n) for n in range(40)]
     usual = {1: 400, 2: 300, 3: 60, None: 200}  # Meters: too few a day to judge
@@ -77,7 +58,7 @@ def test_which_groups_are_judged(tmp_path):
     # Later, one group alone configured: judged as any group.
     stored |= {day: {1: 200, None: 200} for day in d[30:34]} | {d[34]: {1: 0, None: 400}}
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
-        store_groups(con, stored)
+        store_groups(con, stored, GROUPS)
         judged = group_volume_usual(con, (d[0], d[34])).result()
 
     assert not judged.passed and judged.severity.value == "WARN"

@@ -1,11 +1,11 @@
 """The usual-range checks against their own description, on random histories. The
-description of `daily_volume_usual` and `cost_per_event_usual` (and the constants of
-`nova_pipeline/checks.py` it names) is read again here in plain Python, and both must
-flag the same rows with the same figures on random fleets: types at random volumes and
-prices, quiet weekends or none, days missing, types dropping out or jumping, runs of one
-day or several. The hand-made cases of `test_volume_check.py` and `test_price_check.py`
-say why each rule is there; these check that the SQL does what they say everywhere
-else."""
+description of `daily_volume_usual`, `cost_per_event_usual` and `group_volume_usual` (and
+the constants of `nova_pipeline/checks.py` it names) is read again here in plain Python,
+and each must flag the same rows with the same figures on random fleets: types and groups
+at random volumes and prices, quiet weekends or none, days missing, types dropping out or
+jumping, groups not pulled some days, runs of one day or several. The hand-made cases of
+`test_volume_check.py`, `test_price_check.py` and `test_group_volume_check.py` say why
+each rule is there; these check that the SQL does what they say everywhere else."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ from nova_pipeline.checks import (
     WEEKS,
     cost_per_event_usual,
     daily_volume_usual,
+    group_volume_usual,
 )
-from tests.conftest import store_events
+from tests.conftest import store_events, store_groups
 
 TYPES = ("call", "in_sms", "out_sms", "ussd")
 Events = list[tuple[int, str, str]]
@@ -60,6 +61,36 @@ def random_fleet(rng: random.Random) -> tuple[dict[dt.date, Events], list[dt.dat
     first = rng.randrange(len(days))
     last = min(len(days) - 1, first + rng.choice([0, 0, 2, 10]))
     return stored, days[first : last + 1]
+
+
+def random_groups(
+    rng: random.Random,
+) -> tuple[dict[dt.date, dict[int | None, int]], dict[int, str], list[dt.date]]:
+    """Up to 60 days of a random fleet's group rows (None: the ungrouped SIMs), the groups'
+    names, and the days of a run judged on them. A group has no row on a day it was not
+    pulled; a day none was pulled has the ungrouped row alone, or no row at all."""
+    start = dt.date(2026, 9, 1) + dt.timedelta(days=rng.randrange(7))
+    days = [start + dt.timedelta(days=n) for n in range(rng.randint(5, 60))]
+    ids = rng.sample([1, 2, 3, 7], rng.randint(1, 3))
+    chosen = rng.sample(["Vans", "Meters", "Trackers", "Gates"], len(ids))
+    names = dict(zip(ids, chosen, strict=True))
+    volume = {g: rng.choice([0, 30, 90, 100, 150, 180, 400, 2000]) for g in [*ids, None]}
+    weekend = rng.choice([1.0, 0.3, 0.5])
+    absent = rng.choice([0.0, 0.1, 0.3])
+    stored: dict[dt.date, dict[int | None, int]] = {}
+    for day in days:
+        if rng.random() < 0.08:
+            continue  # not pulled
+        scale = weekend if day.isoweekday() >= 6 else 1.0
+        rows = {
+            g: int(volume[g] * scale * rng.choice([1, 1, 1, 0.9, 1.1, 0.45, 2.1, 0, 3]))
+            for g in [*ids, None]
+            if g is None or rng.random() >= absent
+        }
+        stored[day] = rows if rng.random() >= 0.03 else {None: rows[None]}
+    first = rng.randrange(len(days))
+    last = min(len(days) - 1, first + rng.choice([0, 0, 2, 10]))
+    return stored, names, days[first : last + 1]
 
 
 def rounded(x: float, places: int) -> float:
@@ -99,12 +130,14 @@ def usual_range_rows(
     part_floor: float,
     few: bool,
     unit: float,
+    whole: bool = True,
 ) -> list[tuple[tuple, bool]]:
     """The detail rows the description asks for, each with whether it is certain: a row
     whose verdict changes when its figure or medians move by `unit` (the last place they
     are rounded to) may go either way. `figures`: each stored day's figure of the whole
-    day (key None) and of each type, None where not judgeable; a day with no row is not
-    in it."""
+    day (key None) and of each part (type, group), None where not judgeable; a day with no
+    row is not in it. Without `whole`, only the parts are judged, each alone of its day
+    judged too."""
 
     def history(day: dt.date, part: str | None) -> tuple[list[float], list[float]]:
         """Its judgeable figures of the HISTORY_DAYS before, and of the same weekday in
@@ -136,12 +169,12 @@ def usual_range_rows(
             not in_band(figure, usual)
             and not (weeks_known and (in_band(figure, weekday_usual) or weekday_usual < part_floor))
             and usual >= part_floor
-            and parts_of_day > 1
+            and (parts_of_day > 1 or not whole)
         )
 
     rows = []
     for day in judged:
-        targets: list[str | None] = [None]
+        targets: list[str | None] = [None] if whole else []
         if day in figures:
             targets += sorted(
                 {
@@ -152,7 +185,7 @@ def usual_range_rows(
                     if part is not None and value is not None
                 }
             )
-        parts_of_day = len(targets) - 1
+        parts_of_day = len(targets) - whole
         for part in targets:
             today = figures.get(day, {})
             figure = today[part] if today.get(part) is not None else of_no_event
@@ -219,7 +252,7 @@ def same_rows(got: list[tuple], expected: list[tuple[tuple, bool]]) -> bool:
 @pytest.mark.parametrize("seed", range(4))
 def test_the_usual_range_checks_flag_what_their_description_says(tmp_path, seed):
     rng = random.Random(seed)
-    flagged = {"volume": 0, "price": 0}
+    flagged = {"volume": 0, "price": 0, "groups": 0}
     for fleet in range(25):
         stored, judged = random_fleet(rng)
         with duckdb.connect(str(tmp_path / f"{fleet}.duckdb")) as con:
@@ -247,4 +280,24 @@ def test_the_usual_range_checks_flag_what_their_description_says(tmp_path, seed)
         assert same_rows(price, expected_price), (fleet, price, expected_price)
         flagged["volume"] += len(volume)
         flagged["price"] += len(price)
-    assert flagged["volume"] and flagged["price"], "the fleets give both checks rows to flag"
+
+        stored_groups, names, judged = random_groups(rng)
+        with duckdb.connect(str(tmp_path / f"g{fleet}.duckdb")) as con:
+            store_groups(con, stored_groups, names)
+            groups = group_volume_usual(con, (judged[0], judged[-1])).failing
+        expected_groups = usual_range_rows(
+            {
+                d: {f"{names[g]} ({g})": n for g, n in rows.items() if g is not None}
+                for d, rows in stored_groups.items()
+                if set(rows) != {None}
+            },
+            judged,
+            of_no_event=None,
+            part_floor=MIN_USUAL_EVENTS,
+            few=False,
+            unit=0,
+            whole=False,
+        )
+        assert same_rows(groups, expected_groups), (fleet, groups, expected_groups)
+        flagged["groups"] += len(groups)
+    assert all(flagged.values()), f"the fleets give each check rows to flag: {flagged}"
