@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import resource
 import ssl
@@ -12,7 +13,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -142,6 +143,25 @@ def loopback_api(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def answering_json(answer: Callable[[dict], bytes]) -> AbstractContextManager[str]:
+    """A loopback API (not the simulator) answering each POST with 200 and `answer` of its
+    JSON body, for pages made by hand: the API's URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = answer(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return loopback_api(Handler)
 
 
 @contextmanager

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import defaultdict
 from contextlib import AbstractContextManager
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -22,8 +20,8 @@ from nova_pipeline.warehouse.schema import TABLES
 from tests.conftest import (
     DAY,
     Pipeline,
+    answering_json,
     independent_costs,
-    loopback_api,
     run_logs,
     served_items,
     table_rows,
@@ -396,29 +394,19 @@ def serving(served: dict[str, dict[int, list[str]]]) -> AbstractContextManager[s
     The test changes `served` between runs, as a provider re-rating the day would."""
     noon = int(dt.datetime.combine(DAY, dt.time(12), ZoneInfo(DAILY.timezone)).timestamp())
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            asked = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            [selector] = asked["select"]
-            items = [
-                f'{{"sid":{sim * 100 + i},"date":{noon + i},"type":"call","to_number":"+1",'
-                f'"session_cost":{cost},"id":{sim},"original_number":"+7701{sim}",'
-                f'"iccid":"8970{sim}","name":"SIM-{sim}"}}'
-                for sim, costs in served.get(selector, {}).items()
-                for i, cost in enumerate(costs)
-            ]
-            page = ",".join(items if asked["page"] == 0 else [])
-            answer = f'{{"code":200,"result":{{"items":[{page}]}}}}'.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+    def answer(asked: dict) -> bytes:
+        [selector] = asked["select"]
+        items = [
+            f'{{"sid":{sim * 100 + i},"date":{noon + i},"type":"call","to_number":"+1",'
+            f'"session_cost":{cost},"id":{sim},"original_number":"+7701{sim}",'
+            f'"iccid":"8970{sim}","name":"SIM-{sim}"}}'
+            for sim, costs in served.get(selector, {}).items()
+            for i, cost in enumerate(costs)
+        ]
+        page = ",".join(items if asked["page"] == 0 else [])
+        return f'{{"code":200,"result":{{"items":[{page}]}}}}'.encode()
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    return loopback_api(Handler)
+    return answering_json(answer)
 
 
 def test_a_day_whose_sum_outgrows_the_cost_column_fails_naming_the_sim_or_group(tmp_path):

@@ -16,7 +16,6 @@ import re
 from collections import Counter
 from contextlib import AbstractContextManager
 from decimal import ROUND_HALF_UP, Decimal
-from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -24,7 +23,7 @@ import dagster as dg
 import pytest
 
 from nova_pipeline.partitions import DAILY
-from tests.conftest import Pipeline, loopback_api, run_logs
+from tests.conftest import Pipeline, answering_json, run_logs
 
 DAY = dt.date(2026, 11, 18)
 ZONE = ZoneInfo(DAILY.timezone)
@@ -170,20 +169,7 @@ def serving(pages: list[list[bytes]]) -> AbstractContextManager[str]:
     rng = random.Random(len(pages))
     bodies = [body(items, rng.choice(BLANKS)) for items in [*pages, []]]
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            page = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["page"]
-            answer = bodies[min(page, len(bodies) - 1)]
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    return loopback_api(Handler)
+    return answering_json(lambda asked: bodies[min(asked["page"], len(bodies) - 1)])
 
 
 # The independent reading: Python's json module, with every number kept as its text.
