@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from nova_pipeline.api import LoneSurrogates
+from nova_pipeline.api.models import INT64_RANGE
 
 DEFAULT_API_URL = "http://127.0.0.1:8765/api"
 """The simulator's address when started with `make simulator`."""
@@ -90,6 +91,11 @@ def parse_groups(text: str, variable: str = "NOVA_GROUPS") -> dict[int, str]:
                 f"{variable}: {part!r} is not `<id>=<name>` (expected e.g. `1=Trackers,2=Fleet`)"
             )
         group_id = int(match.group(1))
+        if group_id > INT64_RANGE[1]:
+            raise SettingsError(
+                f"{variable}: group id {group_id} is beyond a 64-bit integer, as no "
+                "provider's id is"
+            )
         if group_id in groups:
             raise SettingsError(f"{variable}: group id {group_id} is given twice")
         groups[group_id] = match.group(2)

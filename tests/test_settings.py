@@ -91,6 +91,10 @@ def test_a_lookback_of_zero_pulls_yesterday_alone():
     [
         ({"NOVA_GROUPS": "Trackers"}, "NOVA_GROUPS: 'Trackers' is not `<id>=<name>`"),
         ({"NOVA_GROUPS": "1=A,1=B"}, "NOVA_GROUPS: group id 1 is given twice"),
+        (
+            {"NOVA_GROUPS": "1=A,9223372036854775808=B"},
+            "NOVA_GROUPS: group id 9223372036854775808 is beyond a 64-bit integer",
+        ),
         ({"NOVA_GROUPS": "1=Trackers,2="}, "NOVA_GROUPS: '2=' is not `<id>=<name>`"),
         ({"NOVA_TIMEZONE": "Mars/Olympus"}, "NOVA_TIMEZONE: 'Mars/Olympus' is not a known"),
         ({"NOVA_START_DATE": "2999-01-01"}, "NOVA_START_DATE: 2999-01-01 is not in the past"),

@@ -79,7 +79,7 @@ def sql_references(module: ModuleType, *names: str) -> dict:
 
 def register_groups(con: duckdb.DuckDBPyConnection, groups: Mapping[int, str]) -> None:
     """A temp table `group_names(group_id, group_name)` for the SQL transforms."""
-    con.execute("CREATE OR REPLACE TEMP TABLE group_names (group_id INTEGER, group_name VARCHAR)")
+    con.execute("CREATE OR REPLACE TEMP TABLE group_names (group_id BIGINT, group_name VARCHAR)")
     if groups:
         con.executemany("INSERT INTO group_names VALUES (?, ?)", list(groups.items()))
 

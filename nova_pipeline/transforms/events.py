@@ -353,7 +353,7 @@ items with extra fields, items of all pulls. Items are counted from the raw page
 MEMBERSHIP_SQL = """
 INSERT INTO sim_group_membership
 SELECT DISTINCT v.day, g.group_id, g.group_name, v.sim_id
-FROM group_items v JOIN group_names g ON g.group_id = CAST(substr(v.selector, 3) AS INTEGER)
+FROM group_items v JOIN group_names g ON g.group_id = CAST(substr(v.selector, 3) AS BIGINT)
 """
 """Which SIMs each configured group's pull returned that day (valid items only)."""
 

@@ -462,3 +462,18 @@ def test_a_day_whose_sum_outgrows_the_cost_column_fails_naming_the_sim_or_group(
         (11, Decimal("600000000000")),
     ]
     assert pipeline.sql("SELECT max(cost_eur) FROM call_sms_events") == [(Decimal("700000000000"),)]
+
+
+def test_a_group_id_beyond_32_bits_is_pulled_and_costed_like_any_other(tmp_path):
+    """The contract does not bound a group's id; the largest 64-bit one is taken as SIM ids
+    are, its membership and costs stored under it."""
+    big = 2**63 - 1
+    served = {"all": {7: ["1.5"], 8: ["0.25", "0.5"]}, f"g_{big}": {8: ["0.25", "0.5"]}}
+    with serving(served) as api_url:
+        pipeline = Pipeline(SimpleNamespace(api_url=api_url), tmp_path, f"{big}=Vans")
+        assert pipeline.run(DAY_KEY).success
+    assert pipeline.sql("SELECT group_id, sim_id FROM sim_group_membership") == [(big, 8)]
+    assert pipeline.sql(
+        "SELECT group_id, group_name, active_sims, events, cost_eur FROM group_daily_cost "
+        "ORDER BY group_id NULLS LAST"
+    ) == [(big, "Vans", 1, 2, Decimal("0.75")), (None, "ungrouped", 1, 1, Decimal("1.5"))]

@@ -15,6 +15,7 @@ from nova_pipeline.resources import build_resources
 from nova_pipeline.settings import load_settings
 from nova_pipeline.simulator import FleetSpec
 from nova_pipeline.warehouse import GRAIN, TABLES, ensure_schema, replace_days
+from nova_pipeline.warehouse.schema import ddl
 from tests.conftest import DAY, day_metadata, file_size_limit, run_logs
 
 DAY_KEY = DAY.isoformat()
@@ -353,6 +354,31 @@ def test_a_table_made_by_an_earlier_version_gets_every_column_it_lacks(tmp_path)
         (DAY, 1, None)
     ]
     assert not TABLES["sim_group_membership"][-1].nullable, "a NOT NULL column was added"
+
+
+def test_group_ids_stored_as_integer_by_an_earlier_version_are_widened_keeping_the_rows(
+    tmp_path,
+):
+    """Group ids were INTEGER, as SIM ids never were: a provider's group id past 2^31
+    failed the membership step. A warehouse made then gets BIGINT, its rows, its comments
+    and its NOT NULL kept, and takes such an id."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    for table in ("sim_group_membership", "group_daily_cost"):
+        con.execute(ddl(table).replace("group_id BIGINT", "group_id INTEGER"))
+    con.execute("INSERT INTO sim_group_membership VALUES (?, 2147483647, 'A', 7)", [DAY])
+    types = (
+        "SELECT table_name, data_type, is_nullable, comment IS NOT NULL FROM duckdb_columns() "
+        "WHERE column_name = 'group_id' ORDER BY ALL"
+    )
+    assert {t for _, t, _, _ in con.execute(types).fetchall()} == {"INTEGER"}
+    ensure_schema(con)
+    assert con.execute(types).fetchall() == [
+        ("group_daily_cost", "BIGINT", True, True),
+        ("sim_group_membership", "BIGINT", False, True),
+    ]
+    con.execute("INSERT INTO sim_group_membership VALUES (?, 9223372036854775807, 'B', 8)", [DAY])
+    stored = con.execute("SELECT group_id, sim_id FROM sim_group_membership ORDER BY 1")
+    assert stored.fetchall() == [(2147483647, 7), (9223372036854775807, 8)]
 
 
 def test_a_session_on_the_warehouse_reads_what_each_table_and_column_is(make_pipeline):
