@@ -93,8 +93,8 @@ def parse_groups(text: str, variable: str = "NOVA_GROUPS") -> dict[int, str]:
         group_id = int(match.group(1))
         if group_id > INT64_RANGE[1]:
             raise SettingsError(
-                f"{variable}: group id {group_id} is beyond a 64-bit integer, as no "
-                "provider's id is"
+                f"{variable}: group id {group_id} is beyond a 64-bit integer, the largest "
+                "id the warehouse stores"
             )
         if group_id in groups:
             raise SettingsError(f"{variable}: group id {group_id} is given twice")

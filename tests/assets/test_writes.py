@@ -363,18 +363,21 @@ def test_group_ids_stored_as_integer_by_an_earlier_version_are_widened_keeping_t
     failed the membership step. A warehouse made then gets BIGINT, its rows, its comments
     and its NOT NULL kept, and takes such an id."""
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    for table in ("sim_group_membership", "group_daily_cost"):
+    groups = ("group_daily_cost", "sim_group_membership")
+    described = {t: next(c.description for c in TABLES[t] if c.name == "group_id") for t in groups}
+    for table in groups:
         con.execute(ddl(table).replace("group_id BIGINT", "group_id INTEGER"))
+        con.execute(f"COMMENT ON COLUMN {table}.group_id IS '{described[table]}'")
     con.execute("INSERT INTO sim_group_membership VALUES (?, 2147483647, 'A', 7)", [DAY])
     types = (
-        "SELECT table_name, data_type, is_nullable, comment IS NOT NULL FROM duckdb_columns() "
+        "SELECT table_name, data_type, is_nullable, comment FROM duckdb_columns() "
         "WHERE column_name = 'group_id' ORDER BY ALL"
     )
     assert {t for _, t, _, _ in con.execute(types).fetchall()} == {"INTEGER"}
     ensure_schema(con)
     assert con.execute(types).fetchall() == [
-        ("group_daily_cost", "BIGINT", True, True),
-        ("sim_group_membership", "BIGINT", False, True),
+        ("group_daily_cost", "BIGINT", True, described["group_daily_cost"]),
+        ("sim_group_membership", "BIGINT", False, described["sim_group_membership"]),
     ]
     con.execute("INSERT INTO sim_group_membership VALUES (?, 9223372036854775807, 'B', 8)", [DAY])
     stored = con.execute("SELECT group_id, sim_id FROM sim_group_membership ORDER BY 1")
