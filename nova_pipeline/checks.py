@@ -626,6 +626,14 @@ def group_cost_reconciles(con: DuckDBPyConnection, days: Days) -> Finding:
     )
 
 
+# A group's label depends on its id alone, so that a group renamed in NOVA_GROUPS keeps its
+# history: its days before the rename stored the old name.
+GROUPS_BY_LATEST_NAME = """(
+    SELECT g.*, l.label FROM group_daily_cost g
+    JOIN (SELECT group_id, arg_max(group_name, day) || ' (' || group_id || ')' AS label
+          FROM group_daily_cost WHERE group_id IS NOT NULL GROUP BY group_id) l USING (group_id))"""
+
+
 @table_check(
     "group_daily_cost",
     description=(
@@ -634,7 +642,8 @@ def group_cost_reconciles(con: DuckDBPyConnection, days: Days) -> Finding:
         "moved away at the provider, or whose pull came back empty, shows here though "
         "every other check passes: its SIMs count as ungrouped, and the sums still "
         "reconcile. A group not pulled on a day (no longer in NOVA_GROUPS) is not judged "
-        "there, nor are the ungrouped SIMs: they change with NOVA_GROUPS."
+        "there, nor are the ungrouped SIMs: they change with NOVA_GROUPS. A group is known "
+        "by its id: renamed in NOVA_GROUPS, it keeps its days, shown under its latest name."
     ),
 )
 def group_volume_usual(con: DuckDBPyConnection, days: Days) -> Finding:
@@ -645,8 +654,8 @@ def group_volume_usual(con: DuckDBPyConnection, days: Days) -> Finding:
         of_no_event="NULL",
         few="false",
         problem="a group with an unusual number of events",
-        table="(SELECT * FROM group_daily_cost WHERE group_id IS NOT NULL)",
-        parts=("group", "group_name || ' (' || group_id || ')'"),
+        table=GROUPS_BY_LATEST_NAME,
+        parts=("group", "label"),
         part_usual_at_least=MIN_USUAL_EVENTS,
         whole=False,
         hint=(

@@ -67,3 +67,16 @@ def test_which_groups_are_judged(tmp_path):
         [str(d[6]), "Trackers (1)", "900", "400.0", "6", "2.25", "-"],
         [str(d[34]), "Trackers (1)", "0", "200.0", "4", "0.0", "-"],
     ]
+
+
+def test_a_group_renamed_in_nova_groups_keeps_its_days(tmp_path):
+    d = [dt.date(2026, 10, 1) + dt.timedelta(days=n) for n in range(6)]
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        store_groups(con, {day: {2: 300, None: 200} for day in d[:4]}, {2: "Vans"})
+        # Renamed on the fifth day, and the next its events fall to a tenth.
+        store_groups(con, {d[4]: {2: 300, None: 200}, d[5]: {2: 30, None: 200}}, {2: "Fleet vans"})
+        judged = group_volume_usual(con, (d[4], d[5])).result()
+
+    assert table_rows(judged.metadata["detail"].value) == [
+        [str(d[5]), "Fleet vans (2)", "30", "300.0", "5", "0.1", "-"],
+    ]
