@@ -173,6 +173,25 @@ def test_group_costs_re_run_alone_after_groups_were_narrowed_keep_every_euro(mak
     ], "membership keeps what each pull returned that day"
 
 
+def test_a_group_renamed_in_nova_groups_takes_its_new_name_where_its_costs_are_re_run(
+    make_pipeline,
+):
+    """Group costs name each group as NOVA_GROUPS does when they run: a day stored before a
+    rename keeps the old name until its group costs are re-run, then has the new one, its
+    figures the same (the group's usual-range check knows it by its id either way)."""
+    pipeline = make_pipeline()
+    pipeline.run(DAY_KEY)
+    rows = "SELECT group_id, group_name, events, cost_eur FROM group_daily_cost WHERE day = ? "
+    before = pipeline.sql(rows + "ORDER BY group_id NULLS LAST", DAY)
+    assert [name for _, name, _, _ in before] == ["Trackers", "Vans", "Meters", "ungrouped"]
+    pipeline.reconfigure("fleet_groups", groups="1=Trackers,2=Fleet vans,3=Meters")
+    result = pipeline.run(DAY_KEY, selection=["group_daily_cost"])
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert pipeline.sql(rows + "ORDER BY group_id NULLS LAST", DAY) == [
+        (g, "Fleet vans" if g == 2 else name, events, cost) for g, name, events, cost in before
+    ]
+
+
 def test_a_group_added_since_the_day_was_pulled_has_no_row_until_the_day_is_pulled_again(
     make_pipeline,
 ):
