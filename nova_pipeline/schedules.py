@@ -263,17 +263,52 @@ def build_late_sync_sensor(settings=None) -> dg.SensorDefinition:
     return call_sms_late_sync
 
 
+def _described(checks: dg.AssetChecksDefinition, description: str) -> dg.AssetChecksDefinition:
+    """The same checks, run by the same op, with `description` in place of the factory's
+    "Evaluates freshness for targeted asset.", which does not say what is asked of the day."""
+    return dg.AssetChecksDefinition.create(
+        keys_by_input_name=checks.keys_by_input_name,
+        node_def=checks.node_def,
+        check_specs_by_output_name={
+            output: dg.AssetCheckSpec(
+                spec.name,
+                asset=spec.asset_key,
+                description=description,
+                blocking=spec.blocking,
+                metadata=spec.metadata,
+                additional_deps=spec.additional_deps,
+            )
+            for output, spec in checks.check_specs_by_output_name.items()
+        },
+        can_subset=True,
+    )
+
+
 # Freshness: "yesterday's partition of every asset is in by the deadline". Dagster 1.13's
 # FreshnessPolicy judges an asset by its latest materialization of any partition, so a
 # backfill of old days would make it look fresh (dagster discussion #34023). The time-
 # partition freshness checks look up the one partition that must exist (the last day
 # completed before the latest deadline), which is the question our users ask. They are
 # marked superseded, not deprecated; revisit when FreshnessPolicy learns partitions.
-FRESHNESS_CHECKS = dg.build_time_partition_freshness_checks(
-    assets=WAREHOUSE_ASSETS,
-    deadline_cron=_cron(current_settings().freshness_deadline),
-    timezone=DAILY.timezone,
-)
+def build_freshness_checks(deadline: str) -> list[dg.AssetChecksDefinition]:
+    timezone = DAILY.timezone
+    description = (
+        f"Yesterday is in by {deadline} provider time (NOVA_FRESHNESS_DEADLINE, {timezone}): "
+        f"from {deadline}, a WARN until yesterday's partition is materialized (before "
+        f"{deadline}, the day before yesterday is the one asked for). freshness_checks_sensor "
+        "judges it within a minute of each deadline, and again after each materialization "
+        "while it warns. It asks only that the day was materialized; what the day holds is "
+        "for the other checks."
+    )
+    return [
+        _described(checks, description)
+        for checks in dg.build_time_partition_freshness_checks(
+            assets=WAREHOUSE_ASSETS, deadline_cron=_cron(deadline), timezone=timezone
+        )
+    ]
+
+
+FRESHNESS_CHECKS = build_freshness_checks(current_settings().freshness_deadline)
 
 FRESHNESS_SENSOR = dg.build_sensor_for_freshness_checks(
     freshness_checks=FRESHNESS_CHECKS,
