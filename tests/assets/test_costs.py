@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
 from contextlib import AbstractContextManager
 from decimal import Decimal
+from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -28,6 +30,10 @@ from tests.conftest import (
 )
 
 DAY_KEY = DAY.isoformat()
+README_QUERY = re.search(
+    r'con\.sql\("""(.*?)"""\)', (Path(__file__).parents[2] / "README.md").read_text(), re.S
+).group(1)
+"""The query of the README's "Reading the numbers"."""
 
 
 def test_sim_and_group_costs_equal_independent_sums_to_the_cent(make_pipeline):
@@ -189,6 +195,26 @@ def test_a_group_renamed_in_nova_groups_takes_its_new_name_where_its_costs_are_r
     assert all(e.passed for e in result.get_asset_check_evaluations())
     assert pipeline.sql(rows + "ORDER BY group_id NULLS LAST", DAY) == [
         (g, "Fleet vans" if g == 2 else name, events, cost) for g, name, events, cost in before
+    ]
+
+
+def test_the_readme_query_keeps_a_renamed_group_in_one_row_a_month(make_pipeline):
+    """The README's query sums each group's month by its id: the days stored before a
+    rename and the day re-run after it make one row, under the new name."""
+    pipeline = make_pipeline()
+    pipeline.run("2026-11-18", "2026-11-19")
+    euro_by_group = dict(
+        pipeline.sql("SELECT group_id, sum(cost_eur) FROM group_daily_cost GROUP BY 1")
+    )
+    pipeline.reconfigure("fleet_groups", groups="1=Trackers,2=Fleet vans,3=Meters")
+    pipeline.run("2026-11-19", selection=["group_daily_cost"])
+    assert pipeline.sql(
+        "SELECT day, group_name FROM group_daily_cost WHERE group_id = 2 ORDER BY day"
+    ) == [(dt.date(2026, 11, 18), "Vans"), (dt.date(2026, 11, 19), "Fleet vans")]
+
+    names = {1: "Trackers", 2: "Fleet vans", 3: "Meters", None: "ungrouped"}
+    assert pipeline.sql(README_QUERY) == [
+        ("2026-11", group, name, euro_by_group[group]) for group, name in names.items()
     ]
 
 
